@@ -1,0 +1,227 @@
+#!/usr/bin/python
+# Copyright (c) Portcullis contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: listening_ports
+short_description: Discover every listening TCP and UDP socket from /proc
+version_added: 0.1.0
+description:
+  - Lists the listening sockets of the managed host with protocol, family, address, port, the
+    owning user, and every process that holds the socket with its name, command line and systemd unit.
+  - Reads C(/proc/net/{tcp,tcp6,udp,udp6}) and maps socket inodes to processes in one pass over
+    C(/proc/<pid>/fd). Needs no C(ss), C(netstat), C(lsof) or C(ps) on the host.
+  - A TCP socket listens when it is in state LISTEN. A UDP socket counts as listening when it is
+    bound to a port and not connected to a peer.
+  - Processes whose file descriptors cannot be read (another user's processes, without
+    privileges) are counted in RV(scan.unreadable_pids) and reported in a warning; their sockets
+    are still listed, with an empty or partial RV(listeners[].processes).
+  - Sets the fact C(portcullis_listeners) to the same list as RV(listeners).
+author:
+  - Portcullis contributors
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.facts
+attributes:
+  check_mode:
+    support: full
+    details: The module only reads; check mode returns the same answer.
+  diff_mode:
+    support: none
+  facts:
+    support: full
+  platform:
+    platforms: linux
+options:
+  protocols:
+    description: Transport protocols to list.
+    type: list
+    elements: str
+    choices: [tcp, udp]
+    default: [tcp, udp]
+  families:
+    description: Address families to list.
+    type: list
+    elements: str
+    choices: [ipv4, ipv6]
+    default: [ipv4, ipv6]
+notes:
+  - An IPv6 socket bound to V(::) may also accept IPv4 connections (dual stack) unless the program
+    set C(IPV6_V6ONLY); C(/proc) does not say which, so it is listed once, as RV(listeners[].family=ipv6).
+  - Link-local IPv6 addresses carry no scope in C(/proc/net); RV(listeners[].interface) names the
+    interface when exactly one interface has that address.
+  - Sockets opened by the kernel itself (for example C(nfsd)) have no owning process.
+seealso:
+  - module: community.general.listen_ports_facts
+"""
+
+EXAMPLES = r"""
+- name: Discover what listens on the host
+  portcullis.hardening.listening_ports:
+  register: discovery
+
+- name: Show who listens on port 22
+  ansible.builtin.debug:
+    msg: "{{ discovery.listeners | selectattr('port', 'equalto', 22) | list }}"
+
+- name: Only TCP over IPv6
+  portcullis.hardening.listening_ports:
+    protocols: [tcp]
+    families: [ipv6]
+
+- name: Gather as facts for later tasks
+  portcullis.hardening.listening_ports:
+
+- name: List the systemd units that listen on a non-loopback address
+  ansible.builtin.debug:
+    msg: >-
+      {{ ansible_facts.portcullis_listeners | rejectattr('loopback')
+         | map(attribute='processes') | flatten | map(attribute='unit') | unique | list }}
+"""
+
+RETURN = r"""
+listeners:
+  description: Every listening socket, sorted by protocol, family, port and address.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    protocol:
+      description: Transport protocol.
+      type: str
+      sample: tcp
+    family:
+      description: Address family of the socket (V(ipv4) or V(ipv6)).
+      type: str
+      sample: ipv6
+    address:
+      description: >-
+        Local address, without brackets. IPv4-mapped IPv6 addresses keep their dotted form
+        (V(::ffff:127.0.0.1)).
+      type: str
+      sample: "::"
+    interface:
+      description: Interface of a link-local IPv6 address, when it is unambiguous; otherwise null.
+      type: str
+      sample: eth0
+    port:
+      description: Local port.
+      type: int
+      sample: 22
+    inode:
+      description: Socket inode number (V(0) for some kernel-owned sockets).
+      type: int
+      sample: 18364
+    uid:
+      description: User id that owns the socket.
+      type: int
+      sample: 0
+    user:
+      description: Login name of O(listeners[].uid), or the number as text when it has no entry.
+      type: str
+      sample: root
+    processes:
+      description: Processes holding the socket, by pid; several for pre-forking servers, none for kernel sockets.
+      type: list
+      elements: dict
+      contains:
+        pid:
+          description: Process id.
+          type: int
+        name:
+          description: Process name (C(/proc/<pid>/comm)).
+          type: str
+          sample: sshd
+        cmdline:
+          description: Command line, arguments separated by spaces.
+          type: str
+          sample: "sshd: /usr/sbin/sshd -D [listener] 0 of 10-100 startups"
+        unit:
+          description: Systemd unit the process runs in, or null outside systemd.
+          type: str
+          sample: ssh.service
+    loopback:
+      description: Whether the address is a loopback address (only local clients can reach it).
+      type: bool
+    wildcard:
+      description: Whether the address is V(0.0.0.0) or V(::) (every address of the host).
+      type: bool
+scan:
+  description: How complete the process view was.
+  returned: always
+  type: dict
+  contains:
+    processes_scanned:
+      description: Number of processes whose file descriptors were read.
+      type: int
+    unreadable_pids:
+      description: Processes whose file descriptors could not be read (run with privileges to see them).
+      type: list
+      elements: int
+    complete:
+      description: Whether every process could be read.
+      type: bool
+    missing_tables:
+      description: C(/proc/net) tables that do not exist on the host, such as V(tcp6) where IPv6 is disabled.
+      type: list
+      elements: str
+ansible_facts:
+  description: Facts set by the module.
+  returned: always
+  type: dict
+  contains:
+    portcullis_listeners:
+      description: The same list as RV(listeners).
+      type: list
+      elements: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.portcullis.hardening.plugins.module_utils._listeners import discover
+from ansible_collections.portcullis.hardening.plugins.module_utils._procnet import (
+    FAMILIES,
+    PROTOCOLS,
+)
+
+
+def run(module):
+    for option in ("protocols", "families"):
+        if not module.params[option]:
+            raise ValueError("%s must name at least one of: %s" % (
+                option, ", ".join(PROTOCOLS if option == "protocols" else FAMILIES)))
+    found = discover(protocols=module.params["protocols"], families=module.params["families"])
+    if found.unreadable_pids:
+        module.warn("The file descriptors of %d processes could not be read, so their sockets may "
+                    "be listed without their processes; run with become to see every owner."
+                    % len(found.unreadable_pids))
+    return {
+        "changed": False,
+        "listeners": found.listeners,
+        "scan": found.scan_summary(),
+        "ansible_facts": {"portcullis_listeners": found.listeners},
+    }
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "protocols": {"type": "list", "elements": "str", "choices": list(PROTOCOLS),
+                          "default": list(PROTOCOLS)},
+            "families": {"type": "list", "elements": "str", "choices": list(FAMILIES),
+                         "default": list(FAMILIES)},
+        },
+        supports_check_mode=True,
+    )
+    try:
+        result = run(module)
+    except ValueError as exc:  # includes ProcNetFormatError
+        module.fail_json(msg=str(exc))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
