@@ -21,7 +21,7 @@ description:
     are still listed, with an empty or partial RV(listeners[].processes).
   - Sets the fact C(portcullis_listeners) to the same list as RV(listeners).
 author:
-  - Portcullis contributors
+  - Portcullis contributors (@portcullis)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.facts
@@ -120,7 +120,7 @@ listeners:
       type: int
       sample: 0
     user:
-      description: Login name of O(listeners[].uid), or the number as text when it has no entry.
+      description: Login name of RV(listeners[].uid), or the number as text when it has no entry.
       type: str
       sample: root
     processes:

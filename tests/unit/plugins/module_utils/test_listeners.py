@@ -11,7 +11,7 @@ import pytest
 
 from ansible_collections.portcullis.hardening.plugins.module_utils._listeners import discover, user_name
 
-from .fakeproc import ZERO4, ZERO6, FakeProc
+from .fakeproc import FakeProc
 
 pytestmark = pytest.mark.skipif(sys.byteorder != "little", reason="fixtures are little-endian kernel output")
 

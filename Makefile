@@ -1,0 +1,118 @@
+# Portcullis — build, lab, demo and tests. `make demo` and `make test` are the two set-up commands;
+# both install what they need (Debian packages as root, a pinned Python venv) on a fresh Debian 12.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(abspath $(VENV))/bin
+COLLECTIONS := $(abspath build/collections)
+INSTALLED := $(COLLECTIONS)/ansible_collections/portcullis/hardening
+TARBALL = build/portcullis-hardening-$(shell sed -n 's/^version: *//p' galaxy.yml).tar.gz
+SANITY_PYTHON ?= 3.11
+REPORT_DIR ?= $(abspath reports)
+
+# The demo's lab and the tests' lab are separate, so `make test` never disturbs a demo you are looking at.
+LAB := $(BIN)/python $(abspath lab/portcullis_lab.py)
+DEMO_LAB_DIR ?= $(abspath .lab)
+TEST_LAB_DIR ?= $(abspath .lab-test)
+
+APT_PACKAGES := podman runc debootstrap shellcheck
+export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
+export PORTCULLIS_LAB := $(abspath lab/portcullis_lab.py)
+export PORTCULLIS_LAB_PYTHON := $(BIN)/python
+export ANSIBLE_CALLBACK_RESULT_FORMAT := yaml
+export ANSIBLE_FORCE_COLOR ?= $(if $(CI),0,1)
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help deps venv collection demo test sanity units lint changelog-lint integration molecule \
+        lab lab-down test-lab-down clean
+
+help:
+	@echo "make demo   build the lab (Debian 12 + 13 hosts over SSH) and show what listens on each host"
+	@echo "make test   changelog lint, ansible-lint, ansible-test sanity, unit, integration and Molecule tests"
+	@echo "make lab | lab-down | sanity | units | lint | integration | molecule | clean"
+
+# --- set-up -------------------------------------------------------------------------------------
+
+deps:
+	@missing=""; for pkg in $(APT_PACKAGES); do dpkg -s "$$pkg" >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	$(PYTHON) -m venv --help >/dev/null 2>&1 && $(PYTHON) -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "Run as root (or install:$$missing)" >&2; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null \
+	    || { echo "apt-get install$$missing failed: install them by hand and retry" >&2; exit 1; }; \
+	fi
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements/controller.txt | deps
+	@echo "Creating the Python venv in $(VENV) (pinned in requirements/controller.txt)"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements/controller.txt
+	touch $@
+
+# Build the tarball and install it as ansible-test and users see it: ansible_collections/portcullis/hardening.
+# The installed tree gets its own git index so that ansible-test (which lists files with git) sees its files.
+collection: venv
+	rm -rf build
+	$(BIN)/ansible-galaxy collection build --output-path build/ . >/dev/null
+	$(BIN)/ansible-galaxy collection install --force -p $(COLLECTIONS) $(TARBALL) >/dev/null
+	cp .gitignore $(INSTALLED)/.gitignore
+	cd $(INSTALLED) && git init -q && git add -A
+	@echo "Installed $(TARBALL) into $(COLLECTIONS)"
+
+# --- the lab and the demo ----------------------------------------------------------------------
+
+lab: venv
+	$(LAB) --state-dir $(DEMO_LAB_DIR) up
+
+lab-down:
+	@if [ -x $(BIN)/python ]; then $(LAB) --state-dir $(DEMO_LAB_DIR) down; fi
+
+demo: collection lab
+	$(BIN)/ansible-playbook -i $(DEMO_LAB_DIR)/inventory.yml playbooks/discover.yml \
+	  -e portcullis_report_dir=$(REPORT_DIR)
+	@echo
+	@cat $(REPORT_DIR)/listeners.txt
+	@echo
+	@echo "Saved to $(REPORT_DIR)/listeners.txt and listeners.json. Log in: ssh -F $(DEMO_LAB_DIR)/ssh_config portcullis-bookworm-1"
+
+# --- tests -------------------------------------------------------------------------------------
+
+test: changelog-lint lint sanity units integration molecule
+	@echo "make test: all suites passed"
+
+changelog-lint: venv
+	$(BIN)/antsibull-changelog lint
+
+lint: collection
+	$(BIN)/ansible-lint --profile production
+
+# ansible-test downloads a get-pip.py for each sanity venv from a host that is unreachable here;
+# put the project's stand-in at the cache path it reads first.
+sanity: collection
+	pip_version=$$(sed -n "s/.*pip='\([0-9.]*\)'.*/\1/p" $$($(BIN)/python -c 'import ansible_test, os; print(os.path.dirname(ansible_test.__file__))')/_internal/python_requirements.py); \
+	  test -n "$$pip_version"; mkdir -p ~/.ansible/test/cache; \
+	  cp tools/get_pip_standin.py ~/.ansible/test/cache/get_pip_$${pip_version//./_}.py
+	cd $(INSTALLED) && $(BIN)/ansible-test sanity --venv --python $(SANITY_PYTHON) --color no
+
+units: collection
+	cd $(INSTALLED) && PYTEST=$(BIN)/pytest PYTHONPATH=$(COLLECTIONS) $(abspath tools/run-pytest) \
+	  -p no:cacheprovider tests/unit
+
+integration: collection
+	$(LAB) --state-dir $(TEST_LAB_DIR) up
+	cd $(INSTALLED) && PORTCULLIS_LAB_DIR=$(TEST_LAB_DIR) PYTEST=$(BIN)/pytest PYTHONPATH=$(COLLECTIONS) \
+	  $(abspath tools/run-pytest) -p no:cacheprovider tests/integration
+
+molecule: collection
+	cd $(INSTALLED)/extensions && PATH=$(BIN):$$PATH $(BIN)/molecule test --all
+
+test-lab-down:
+	@if [ -x $(BIN)/python ]; then $(LAB) --state-dir $(TEST_LAB_DIR) down; fi
+
+clean: lab-down test-lab-down
+	rm -rf build reports

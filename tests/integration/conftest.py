@@ -1,0 +1,72 @@
+# Copyright (c) Portcullis contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Reach the lab's hosts for integration tests: over real SSH, each call on a fresh connection.
+
+The lab is started by `make integration` (state dir in PORTCULLIS_LAB_DIR); these tests only use it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+LAB_DIR = os.environ.get("PORTCULLIS_LAB_DIR", "")
+# A fresh SSH connection for every call: a reused ControlPersist master would hide a lockout.
+FRESH_SSH = "-o ControlMaster=no -o ControlPath=none"
+
+
+class LabHost:
+    def __init__(self, name, lab_dir):
+        self.name = name
+        self.lab_dir = lab_dir
+        self.inventory = os.path.join(lab_dir, "inventory.yml")
+
+    def ssh(self, *command, check=True):
+        """Run a command on the host over a new SSH connection; return its stdout."""
+        completed = subprocess.run(
+            ["ssh", "-F", os.path.join(self.lab_dir, "ssh_config"), "-o", "ControlMaster=no",
+             "-o", "BatchMode=yes", self.name, "--"] + list(command),
+            capture_output=True, text=True, timeout=120, check=False)
+        if check and completed.returncode != 0:
+            raise AssertionError("ssh %s %s failed (%d): %s" % (self.name, command, completed.returncode,
+                                                                 completed.stderr))
+        return completed.stdout
+
+    def module(self, name, args="", become_user=None):
+        """Run a module on the host through ansible (SSH connection); return its result dict."""
+        command = ["ansible", self.name, "-i", self.inventory, "-m", name]
+        if args:
+            command += ["-a", args]
+        if become_user:
+            command += ["--become", "--become-user", become_user]
+        env = dict(os.environ, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+                   ANSIBLE_PIPELINING="1", ANSIBLE_SSH_ARGS=FRESH_SSH, ANSIBLE_HOST_KEY_CHECKING="True")
+        completed = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, check=False)
+        try:
+            output = json.loads(completed.stdout)
+        except ValueError:
+            raise AssertionError("ansible %s on %s printed no JSON (rc=%d): %s %s" % (
+                name, self.name, completed.returncode, completed.stdout[-2000:], completed.stderr[-2000:]))
+        return output["plays"][0]["tasks"][0]["hosts"][self.name]
+
+
+def _lab_hosts():
+    if not LAB_DIR or not os.path.exists(os.path.join(LAB_DIR, "inventory.yml")):
+        return []
+    listing = subprocess.run(["ansible-inventory", "-i", os.path.join(LAB_DIR, "inventory.yml"), "--list"],
+                             capture_output=True, text=True, timeout=120, check=True)
+    return sorted(json.loads(listing.stdout)["_meta"]["hostvars"])
+
+
+def pytest_generate_tests(metafunc):
+    if "lab_host" in metafunc.fixturenames:
+        names = _lab_hosts()
+        if not names:
+            raise pytest.UsageError("no lab: run `make integration` (or set PORTCULLIS_LAB_DIR to a lab's "
+                                    "state dir with an inventory.yml)")
+        metafunc.parametrize("lab_host", [LabHost(name, LAB_DIR) for name in names], ids=names)
