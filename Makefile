@@ -19,6 +19,7 @@ DEMO_LAB_DIR ?= $(abspath .lab)
 TEST_LAB_DIR ?= $(abspath .lab-test)
 
 APT_PACKAGES := podman runc debootstrap shellcheck
+export PATH := $(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export PORTCULLIS_LAB := $(abspath lab/portcullis_lab.py)
 export PORTCULLIS_LAB_PYTHON := $(BIN)/python
