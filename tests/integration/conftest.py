@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 
 import pytest
@@ -27,10 +28,10 @@ class LabHost:
         self.inventory = os.path.join(lab_dir, "inventory.yml")
 
     def ssh(self, *command, check=True):
-        """Run a command on the host over a new SSH connection; return its stdout."""
+        """Run a command (argument list, quoted for the remote shell) on a new SSH connection; return stdout."""
         completed = subprocess.run(
             ["ssh", "-F", os.path.join(self.lab_dir, "ssh_config"), "-o", "ControlMaster=no",
-             "-o", "BatchMode=yes", self.name, "--"] + list(command),
+             "-o", "BatchMode=yes", self.name, "--", shlex.join(command)],
             capture_output=True, text=True, timeout=120, check=False)
         if check and completed.returncode != 0:
             raise AssertionError("ssh %s %s failed (%d): %s" % (self.name, command, completed.returncode,

@@ -15,6 +15,8 @@ import uuid
 import pytest
 
 SS_LINE = re.compile(r"^(?P<proto>tcp|udp)\s+\S+\s+\d+\s+\d+\s+(?P<local>\S+)\s+\S+\s*(?P<users>.*)$")
+# The lab's rogue listeners run /usr/local/bin/portcullis-rogue: the kernel keeps 15 characters of its name.
+ROGUE = "portcullis-rogu"
 SS_USER = re.compile(r'\("(?P<name>[^"]*)",pid=(?P<pid>\d+),fd=\d+\)')
 
 # Extra hard cases started inside the host as a transient unit, on top of the lab's rogue listeners:
@@ -86,10 +88,10 @@ def test_lab_rogue_listeners_with_process_user_and_unit(lab_host):
     expected = {
         ("tcp", "0.0.0.0", 22): ("root", "sshd", "ssh.service", False, True),
         ("tcp", "::", 22): ("root", "sshd", "ssh.service", False, True),
-        ("tcp", "0.0.0.0", 8080): ("root", "python3", "portcullis-rogue-web.service", False, True),
-        ("udp", "0.0.0.0", 9999): ("nobody", "python3", "portcullis-rogue-udp.service", False, True),
-        ("tcp", "::", 8443): ("root", "python3", "portcullis-rogue-v6.service", False, True),
-        ("tcp", "127.0.0.1", 6379): ("root", "python3", "portcullis-rogue-loopback.service", True, False),
+        ("tcp", "0.0.0.0", 8080): ("root", ROGUE, "portcullis-rogue-web.service", False, True),
+        ("udp", "0.0.0.0", 9999): ("nobody", ROGUE, "portcullis-rogue-udp.service", False, True),
+        ("tcp", "::", 8443): ("root", ROGUE, "portcullis-rogue-v6.service", False, True),
+        ("tcp", "127.0.0.1", 6379): ("root", ROGUE, "portcullis-rogue-loopback.service", True, False),
     }
     for key, (user, name, unit, loopback, wildcard) in expected.items():
         assert key in by_key, "%s not discovered on %s" % (key, lab_host.name)
@@ -97,6 +99,9 @@ def test_lab_rogue_listeners_with_process_user_and_unit(lab_host):
         assert (item["user"], item["loopback"], item["wildcard"]) == (user, loopback, wildcard), item
         assert item["processes"], item
         assert {(p["name"], p["unit"]) for p in item["processes"]} == {(name, unit)}, item
+        if name == ROGUE:
+            assert all(p["cmdline"].startswith("/usr/bin/python3 /usr/local/bin/portcullis-rogue --proto ")
+                       for p in item["processes"]), item
     # The pre-forked web server: one socket, held by the main process and each worker.
     web = by_key[("tcp", "0.0.0.0", 8080)]
     assert len(web["processes"]) >= 3
@@ -147,4 +152,4 @@ def test_unprivileged_run_lists_sockets_and_says_what_it_could_not_see(lab_host)
     # Every socket is still listed; only the owners of other users' processes are unknown.
     assert set(from_module(result["listeners"])) == set(from_module(as_root["listeners"]))
     udp = [item for item in result["listeners"] if item["port"] == 9999][0]
-    assert [p["name"] for p in udp["processes"]] == ["python3"]  # nobody's own process stays visible
+    assert [p["name"] for p in udp["processes"]] == [ROGUE]  # nobody's own process stays visible
