@@ -1,0 +1,37 @@
+# Copyright (c) Portcullis contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The role's argument spec, its defaults and the module it drives must agree."""
+
+from __future__ import annotations
+
+import os
+
+import yaml
+
+from ansible_collections.portcullis.hardening.plugins.modules import listening_ports
+
+ROLE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "roles", "ports")
+
+
+def load(relative):
+    with open(os.path.join(ROLE, relative)) as handle:
+        return yaml.safe_load(handle)
+
+
+def test_discovery_options_match_the_module():
+    spec = load("meta/argument_specs.yml")["argument_specs"]["main"]["options"]
+    module_options = yaml.safe_load(listening_ports.DOCUMENTATION)["options"]
+    for role_option, module_option in (("portcullis_discover_protocols", "protocols"),
+                                       ("portcullis_discover_families", "families")):
+        for field in ("type", "elements", "choices", "default"):
+            assert spec[role_option][field] == module_options[module_option][field], (role_option, field)
+
+
+def test_defaults_file_matches_the_spec():
+    spec = load("meta/argument_specs.yml")["argument_specs"]["main"]["options"]
+    defaults = load("defaults/main.yml")
+    assert set(defaults) == set(spec)
+    for name, value in defaults.items():
+        assert spec[name]["default"] == value, name
