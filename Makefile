@@ -28,7 +28,7 @@ export ANSIBLE_FORCE_COLOR ?= $(if $(CI),0,1)
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help deps venv collection demo test sanity units lint changelog-lint integration molecule \
-        lab lab-down test-lab-down clean
+        lab lab-down test-lab-down molecule-down clean
 
 help:
 	@echo "make demo   build the lab (Debian 12 + 13 hosts over SSH) and show what listens on each host"
@@ -89,8 +89,9 @@ test: changelog-lint lint sanity units integration molecule
 changelog-lint: venv
 	$(BIN)/antsibull-changelog lint
 
-lint: collection
-	$(BIN)/ansible-lint --profile production
+lint: venv
+	@# ansible-lint installs the collection under test into the first collections path: keep it in ./.ansible
+	env -u ANSIBLE_COLLECTIONS_PATH $(BIN)/ansible-lint --profile production
 
 # ansible-test downloads a get-pip.py for each sanity venv from a host that is unreachable here;
 # put the project's stand-in at the cache path it reads first.
@@ -115,5 +116,9 @@ molecule: collection
 test-lab-down:
 	@if [ -x $(BIN)/python ]; then $(LAB) --state-dir $(TEST_LAB_DIR) down; fi
 
-clean: lab-down test-lab-down
+# Remove the hosts of an interrupted Molecule run (each scenario's destroy removes them by container id).
+molecule-down:
+	@if [ -d $(INSTALLED)/extensions ]; then cd $(INSTALLED)/extensions && $(BIN)/molecule destroy --all; fi
+
+clean: lab-down test-lab-down molecule-down
 	rm -rf build reports

@@ -34,8 +34,8 @@ class LabHost:
              "-o", "BatchMode=yes", self.name, "--", shlex.join(command)],
             capture_output=True, text=True, timeout=120, check=False)
         if check and completed.returncode != 0:
-            raise AssertionError("ssh %s %s failed (%d): %s" % (self.name, command, completed.returncode,
-                                                                 completed.stderr))
+            raise AssertionError("ssh %s %s failed (%d): %s"
+                                 % (self.name, command, completed.returncode, completed.stderr))
         return completed.stdout
 
     def module(self, name, args="", become_user=None):
