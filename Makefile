@@ -75,7 +75,7 @@ lab-down:
 
 demo: collection lab
 	$(BIN)/ansible-playbook -i $(DEMO_LAB_DIR)/inventory.yml playbooks/discover.yml \
-	  -e portcullis_report_dir=$(REPORT_DIR)
+	  -e portcullis_report_dir=$(REPORT_DIR) -e portcullis_show_table=false
 	@echo
 	@cat $(REPORT_DIR)/listeners.txt
 	@echo
