@@ -1,0 +1,92 @@
+# Copyright (c) Portcullis contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Controller side of port_audit: validate first, audit on the host, then probe from outside."""
+
+from __future__ import annotations
+
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.portcullis.hardening.plugins.module_utils._allowlist import AllowlistError, parse_allowlist
+from ansible_collections.portcullis.hardening.plugins.module_utils._audit import (
+    is_compliant,
+    probe_findings,
+    probe_ports,
+    sort_findings,
+)
+from ansible_collections.portcullis.hardening.plugins.plugin_utils._probe import probe_tcp, resolve_addresses
+
+MODULE = "portcullis.hardening.port_audit"
+# Connections whose target address is a network address the controller can probe.
+NETWORK_CONNECTIONS = ("ssh", "paramiko", "paramiko_ssh", "ansible.builtin.ssh", "ansible.builtin.paramiko_ssh",
+                       "ansible.netcommon.libssh")
+
+
+def _probe_settings(args):
+    settings = {
+        "enabled": args.get("probe", True),
+        "addresses": args.get("probe_addresses") or [],
+        "ports": args.get("probe_ports") or [],
+        "timeout": float(args.get("probe_timeout", 1.0)),
+        "concurrency": int(args.get("probe_concurrency", 32)),
+        "max_ports": int(args.get("probe_max_ports", 1024)),
+    }
+    if not isinstance(settings["enabled"], bool):
+        raise ValueError("probe: %r must be true or false" % (settings["enabled"],))
+    if not 0 < settings["timeout"] <= 60:
+        raise ValueError("probe_timeout: %r must be above 0 and at most 60 seconds" % settings["timeout"])
+    if not 1 <= settings["concurrency"] <= 256:
+        raise ValueError("probe_concurrency: %r must be within 1-256" % settings["concurrency"])
+    if not 1 <= settings["max_ports"] <= 65535:
+        raise ValueError("probe_max_ports: %r must be within 1-65535" % settings["max_ports"])
+    for position, port in enumerate(settings["ports"]):
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise ValueError("probe_ports[%d]: %r must be a port within 1-65535" % (position, port))
+    return settings
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        task_vars = task_vars or {}
+        args = self._task.args
+        # Every input is checked here, on the controller, before anything runs on the host.
+        try:
+            rules = parse_allowlist(args.get("allowlist") or [])
+            settings = _probe_settings(args)
+        except (AllowlistError, ValueError, TypeError) as exc:
+            result.update(failed=True, msg=str(exc))
+            return result
+
+        result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars))
+        if result.get("failed") or not settings["enabled"]:
+            return result
+
+        names = settings["addresses"]
+        if not names:
+            connection = self._connection.transport
+            if connection not in NETWORK_CONNECTIONS:
+                self._display.warning("port_audit: not probing %s from the controller: its connection (%s) does "
+                                      "not reach it over the network; set probe_addresses to probe it"
+                                      % (task_vars.get("inventory_hostname"), connection))
+                return result
+            names = [task_vars.get("ansible_host") or task_vars.get("inventory_hostname")]
+        try:
+            addresses = resolve_addresses(names)
+            ports = probe_ports(result["listeners"], rules, settings["ports"], settings["max_ports"])
+        except ValueError as exc:
+            result.update(failed=True, msg=str(exc))
+            return result
+        seen = probe_tcp(addresses, ports, settings["timeout"], settings["concurrency"])
+        findings = sort_findings(result["findings"] + probe_findings(result["listeners"], rules, seen))
+        result.update(
+            findings=findings,
+            compliant=is_compliant(findings),
+            probe={"addresses": addresses,
+                   "ports": {address: {str(port): state for port, (state, _seen_from) in by_port.items()}
+                             for address, by_port in seen.items()}},
+        )
+        return result

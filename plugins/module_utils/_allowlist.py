@@ -1,0 +1,206 @@
+# Copyright (c) Portcullis contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The allowlist: which ports may listen, how widely, for whom and for which program.
+
+One schema and one validation for every module and the role. Private to the collection: pure
+functions, no AnsibleModule. Every error names the entry index, the field and the value.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+PROTOCOLS = ("tcp", "udp")
+FAMILIES = ("ipv4", "ipv6", "any")
+BINDS = ("any", "loopback")
+FIELDS = ("port", "protocol", "family", "bind", "sources", "process", "comment")
+
+# The argument spec of one entry, shared by every module that takes an allowlist (and mirrored by
+# roles/ports/meta/argument_specs.yml; a unit test keeps them equal). Types are checked here loosely
+# (port is int or "LOW-HIGH" text); parse_allowlist() does the real validation.
+ENTRY_SPEC = {
+    "port": {"type": "raw", "required": True},
+    "protocol": {"type": "str", "choices": list(PROTOCOLS), "default": "tcp"},
+    "family": {"type": "str", "choices": list(FAMILIES), "default": "any"},
+    "bind": {"type": "str", "choices": list(BINDS), "default": "any"},
+    "sources": {"type": "list", "elements": "str", "default": []},
+    "process": {"type": "str"},
+    "comment": {"type": "str"},
+}
+
+
+class AllowlistError(ValueError):
+    """An allowlist entry that cannot be used; the message says where and why."""
+
+
+class Rule:
+    """One validated allowlist entry."""
+
+    __slots__ = ("index", "low", "high", "protocol", "family", "bind", "sources", "process", "comment")
+
+    def __init__(self, index, low, high, protocol, family, bind, sources, process, comment):
+        self.index = index
+        self.low = low
+        self.high = high
+        self.protocol = protocol
+        self.family = family
+        self.bind = bind
+        self.sources = sources  # list of ipaddress networks; empty means from anywhere
+        self.process = process
+        self.comment = comment
+
+    @property
+    def port(self):
+        """The port as written back: an int, or "LOW-HIGH" for a range."""
+        return self.low if self.low == self.high else "%d-%d" % (self.low, self.high)
+
+    def covers_port(self, port):
+        return self.low <= port <= self.high
+
+    def covers_family(self, family):
+        return self.family in ("any", family)
+
+    def overlaps(self, other):
+        return (self.protocol == other.protocol and self.low <= other.high and other.low <= self.high
+                and (self.family == other.family or "any" in (self.family, other.family)))
+
+    def allows_source(self, address):
+        """Whether a client at `address` (an ipaddress address) may connect under this rule."""
+        return not self.sources or any(address in network for network in self.sources
+                                       if network.version == address.version)
+
+    def identity(self):
+        """What makes two entries the same rule (the comment does not)."""
+        return (self.low, self.high, self.protocol, self.family, self.bind,
+                tuple(sorted(str(network) for network in self.sources)), self.process)
+
+    def describe(self):
+        where = "loopback only" if self.bind == "loopback" else (
+            "from " + ", ".join(str(network) for network in self.sources) if self.sources else "from anywhere")
+        family = "" if self.family == "any" else " " + self.family
+        process = " for " + self.process if self.process else ""
+        return "%s/%s%s %s%s" % (self.protocol, self.port, family, where, process)
+
+    def as_dict(self):
+        return {"index": self.index, "port": self.port, "protocol": self.protocol, "family": self.family,
+                "bind": self.bind, "sources": [str(network) for network in self.sources],
+                "process": self.process, "comment": self.comment}
+
+
+def _fail(index, field, value, problem):
+    raise AllowlistError("allowlist[%d].%s: %r %s" % (index, field, value, problem))
+
+
+def _port_number(index, value, text):
+    try:
+        number = int(text, 10)
+    except ValueError:
+        _fail(index, "port", value, "is not a port number or a LOW-HIGH range")
+    if not 1 <= number <= 65535:
+        _fail(index, "port", value, "is outside 1-65535")
+    return number
+
+
+def parse_port(index, value):
+    """(low, high) from 22, "22" or "8000-8100"."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        _fail(index, "port", value, "must be a number or a \"LOW-HIGH\" range")
+    if isinstance(value, int):
+        if not 1 <= value <= 65535:
+            _fail(index, "port", value, "is outside 1-65535")
+        return value, value
+    low_text, sep, high_text = value.strip().partition("-")
+    low = _port_number(index, value, low_text.strip())
+    high = _port_number(index, value, high_text.strip()) if sep else low
+    if high < low:
+        _fail(index, "port", value, "is a range whose start is above its end")
+    return low, high
+
+
+def _choice(index, entry, field, choices, default):
+    value = entry.get(field)
+    if value is None:
+        return default
+    if value not in choices:
+        _fail(index, field, value, "must be one of: %s" % ", ".join(choices))
+    return value
+
+
+def _sources(index, entry, family):
+    raw = entry.get("sources")
+    if raw is None:
+        return []
+    if isinstance(raw, str) or not isinstance(raw, (list, tuple)):
+        _fail(index, "sources", raw, "must be a list of CIDRs")
+    networks = []
+    for position, text in enumerate(raw):
+        field = "sources[%d]" % position
+        if not isinstance(text, str):
+            _fail(index, field, text, "must be a CIDR such as 192.0.2.0/24 or 2001:db8::/32")
+        try:
+            network = ipaddress.ip_network(text.strip())
+        except ValueError:
+            try:
+                loose = ipaddress.ip_network(text.strip(), strict=False)
+            except ValueError:
+                _fail(index, field, text, "is not a valid address or CIDR")
+            _fail(index, field, text, "has host bits set; the network is %s" % loose)
+        if family != "any" and "ipv%d" % network.version != family:
+            _fail(index, field, text, "is IPv%d but the entry's family is %s" % (network.version, family))
+        networks.append(network)
+    return networks
+
+
+def parse_entry(index, entry):
+    """Validate one raw entry (a dict) into a Rule."""
+    if not isinstance(entry, dict):
+        raise AllowlistError("allowlist[%d]: %r must be a mapping with at least a port" % (index, entry))
+    unknown = sorted(set(entry) - set(FIELDS))
+    if unknown:
+        _fail(index, unknown[0], entry[unknown[0]], "is not an allowlist field (fields: %s)" % ", ".join(FIELDS))
+    if entry.get("port") is None:
+        raise AllowlistError("allowlist[%d].port: is required" % index)
+    low, high = parse_port(index, entry["port"])
+    protocol = _choice(index, entry, "protocol", PROTOCOLS, "tcp")
+    family = _choice(index, entry, "family", FAMILIES, "any")
+    bind = _choice(index, entry, "bind", BINDS, "any")
+    sources = _sources(index, entry, family)
+    if bind == "loopback" and sources:
+        _fail(index, "sources", entry["sources"], "contradicts bind: loopback (only local clients can connect)")
+    for field in ("process", "comment"):
+        value = entry.get(field)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            _fail(index, field, value, "must be a non-empty text")
+    process = entry.get("process")
+    return Rule(index, low, high, protocol, family, bind, sources,
+                process.strip() if process else None, entry.get("comment"))
+
+
+def parse_allowlist(entries):
+    """Validate a whole allowlist: every entry, then duplicates and contradictions between entries."""
+    if entries is None:
+        return []
+    if not isinstance(entries, (list, tuple)):
+        raise AllowlistError("allowlist: %r must be a list of entries" % (entries,))
+    rules = [parse_entry(index, entry) for index, entry in enumerate(entries)]
+    seen = {}
+    for rule in rules:
+        first = seen.setdefault(rule.identity(), rule)
+        if first is not rule:
+            raise AllowlistError("allowlist[%d]: duplicates allowlist[%d] (%s)" % (rule.index, first.index,
+                                                                                    rule.describe()))
+    for position, rule in enumerate(rules):
+        for other in rules[:position]:
+            if not rule.overlaps(other):
+                continue
+            if rule.bind != other.bind:
+                raise AllowlistError(
+                    "allowlist[%d].bind: %r contradicts allowlist[%d].bind %r for the same port (%s)"
+                    % (rule.index, rule.bind, other.index, other.bind, rule.describe()))
+            if rule.process and other.process and rule.process != other.process:
+                raise AllowlistError(
+                    "allowlist[%d].process: %r contradicts allowlist[%d].process %r for the same port (%s)"
+                    % (rule.index, rule.process, other.index, other.process, rule.describe()))
+    return rules

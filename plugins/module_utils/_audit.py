@@ -1,0 +1,268 @@
+# Copyright (c) Portcullis contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Compare what listens (and what answers from outside) with the allowlist, into findings.
+
+Private to the collection: pure functions, used by the port_audit module on the host and by its
+action plugin on the controller (probe findings).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+
+BENCHMARK = "CIS Debian Linux 12 Benchmark"
+BENCHMARK_VERSION = "v1.1.0"
+CONTROL_TITLES = {
+    "2.1.22": "Ensure only approved services are listening on a network interface",
+    "4.2.6": "Ensure ufw firewall rules exist for all open ports",
+    "4.3.8": "Ensure nftables default deny firewall policy",
+    "4.4.2.4": "Ensure iptables firewall rules exist for all open ports",
+    "4.4.3.4": "Ensure ip6tables firewall rules exist for all open ports",
+}
+OPEN_PORT_RULES = ("4.2.6", "4.4.2.4", "4.4.3.4")
+KIND_CONTROLS = {
+    "unexpected_listener": ("2.1.22", "4.3.8"),
+    "wider_bind_than_allowed": ("2.1.22",),
+    "unexpected_process": ("2.1.22",),
+    "allowed_not_listening": ("2.1.22",) + OPEN_PORT_RULES,
+    "reachable_not_allowed": ("4.3.8",) + OPEN_PORT_RULES,
+    "listening_but_filtered": ("4.3.8",) + OPEN_PORT_RULES,
+}
+SEVERITIES = ("high", "medium", "low", "info")
+
+
+def controls(kind):
+    return [{"id": control, "title": CONTROL_TITLES[control], "benchmark": BENCHMARK,
+             "version": BENCHMARK_VERSION} for control in KIND_CONTROLS[kind]]
+
+
+def effective_family(listener):
+    """An IPv6 socket bound to an IPv4-mapped address (::ffff:a.b.c.d) serves IPv4 only."""
+    if listener["family"] == "ipv6" and listener["address"].startswith("::ffff:") and "." in listener["address"]:
+        return "ipv4"
+    return listener["family"]
+
+
+def endpoint(protocol, address, port):
+    host = "[%s]" % address if ":" in address else address
+    return "%s %s:%s" % (protocol, host, port)
+
+
+def _who(processes):
+    if not processes:
+        return "no known process"
+    parts = []
+    for process in processes:
+        text = process["name"] + (", " + process["unit"] if process.get("unit") else "")
+        if text not in parts:
+            parts.append(text)
+    return "; ".join(parts)
+
+
+def _units(processes):
+    return sorted({process["unit"] for process in processes if process.get("unit")})
+
+
+def process_matches(wanted, processes):
+    """A rule's `process` names the process (as the kernel shows it, 15 characters), its program file or its unit."""
+    for process in processes:
+        program = os.path.basename(process.get("cmdline", "").split(" ")[0])
+        if wanted in (process["name"], program, process.get("unit")) or wanted[:15] == process["name"]:
+            return True
+    return False
+
+
+def finding(kind, severity, protocol, family, address, port, processes, message, remediation, rule=None,
+            source="host"):
+    return {"kind": kind, "severity": severity, "protocol": protocol, "family": family, "address": address,
+            "port": port, "processes": list(processes), "rule": rule, "message": message,
+            "remediation": remediation, "controls": controls(kind), "source": source}
+
+
+def _stop_advice(processes):
+    units = _units(processes)
+    if units:
+        return "if %s is not needed, stop and disable it (systemctl disable --now %s)" % (
+            " and ".join(units), " ".join(units))
+    return "if the program is not needed, stop it and remove it from start-up"
+
+
+def _listener_finding(listener, rules, include_loopback):
+    """The finding for one listener, or None when the allowlist allows it as it is."""
+    protocol, port, processes = listener["protocol"], listener["port"], listener["processes"]
+    family = effective_family(listener)
+    where = endpoint(protocol, listener["address"], port)
+    candidates = [rule for rule in rules
+                  if rule.protocol == protocol and rule.covers_port(port) and rule.covers_family(family)]
+
+    def make(kind, severity, message, remediation, rule=None):
+        return finding(kind, severity, protocol, family, listener["address"], port, processes,
+                       message, remediation, rule)
+
+    if not candidates:
+        if listener["loopback"]:
+            severity = "low" if include_loopback else "info"
+            reach = "only local clients can connect"
+        else:
+            severity = "high" if listener["wildcard"] else "medium"
+            reach = "reachable on every address" if listener["wildcard"] else "reachable on this address"
+        return make("unexpected_listener", severity,
+                    "%s (%s) listens, %s, but no allowlist entry allows it" % (where, _who(processes), reach),
+                    "%s; if it is needed, add {port: %s, protocol: %s} to the allowlist; until then a "
+                    "default-deny firewall keeps it closed" % (_stop_advice(processes).capitalize(), port, protocol))
+    if not listener["loopback"]:
+        wide = [rule for rule in candidates if rule.bind == "any"]
+        if not wide:
+            rule = candidates[0]
+            return make("wider_bind_than_allowed", "high" if listener["wildcard"] else "medium",
+                        "%s (%s) listens on %s but allowlist[%d] allows it on loopback only" % (
+                            where, _who(processes), "every address" if listener["wildcard"] else "a network address",
+                            rule.index),
+                        "Make %s listen on 127.0.0.1 and ::1 only (its bind or listen address setting), or set "
+                        "bind: any in allowlist[%d] if remote clients need it" % (_who(processes), rule.index),
+                        rule.index)
+        candidates = wide
+    constrained = [rule for rule in candidates if rule.process]
+    if processes and len(constrained) == len(candidates) and not any(
+            process_matches(rule.process, processes) for rule in constrained):
+        rule = constrained[0]
+        return make("unexpected_process", "medium",
+                    "%s is allowed for %s (allowlist[%d]) but %s listens there" % (
+                        where, rule.process, rule.index, _who(processes)),
+                    "Check why %s holds the port instead of %s; %s, or correct allowlist[%d].process" % (
+                        _who(processes), rule.process, _stop_advice(processes), rule.index),
+                    rule.index)
+    return None
+
+
+def audit_listeners(listeners, rules, include_loopback=False):
+    """Findings for the listeners on the host, and for allowlist entries that nothing uses."""
+    findings = []
+    used = set()
+    for listener in listeners:
+        family = effective_family(listener)
+        used.update(rule.index for rule in rules if rule.protocol == listener["protocol"]
+                    and rule.covers_port(listener["port"]) and rule.covers_family(family))
+        result = _listener_finding(listener, rules, include_loopback)
+        if result:
+            findings.append(result)
+    for rule in rules:
+        if rule.index not in used:
+            findings.append(finding(
+                "allowed_not_listening", "info", rule.protocol, rule.family, None, rule.port, [],
+                "allowlist[%d] (%s) allows a port on which nothing listens" % (rule.index, rule.describe()),
+                "Remove allowlist[%d] if the service was retired (a firewall built from the allowlist opens "
+                "the port for nothing), or start the service" % rule.index, rule.index))
+    return sort_findings(findings)
+
+
+def _serves(listener, target):
+    """Whether `listener` surely answers on the probed address, and whether it may (dual-stack [::])."""
+    if listener["protocol"] != "tcp" or listener["loopback"]:
+        return False, False
+    address = ipaddress.ip_address(listener["address"])
+    if target.version == 4:
+        if listener["address"] in ("0.0.0.0", "::ffff:0.0.0.0") or listener["address"] in (
+                str(target), "::ffff:%s" % target):
+            return True, True
+        return False, listener["address"] == "::"  # [::] accepts IPv4 unless IPV6_V6ONLY
+    return address == target or listener["address"] == "::", address == target or listener["address"] == "::"
+
+
+def probe_findings(listeners, rules, probe):
+    """Findings from the controller's view: {address: {port: (state, controller_address)}}.
+
+    state is "open" (a connection was accepted), "closed" (refused) or "filtered" (no answer).
+    """
+    findings = []
+    for target_text in sorted(probe):
+        target = ipaddress.ip_address(target_text)
+        family = "ipv%d" % target.version
+        for port in sorted(probe[target_text]):
+            state, seen_from = probe[target_text][port]
+            where = endpoint("tcp", target_text, port)
+            covering = [rule for rule in rules if rule.protocol == "tcp" and rule.covers_port(port)
+                        and rule.covers_family(family) and rule.bind == "any"]
+            serving = [item for item in listeners if item["port"] == port and _serves(item, target)[1]]
+            processes = [process for item in serving for process in item["processes"]]
+            if state == "open":
+                source = ipaddress.ip_address(seen_from) if seen_from else None
+                if covering and (source is None or any(rule.allows_source(source) for rule in covering)):
+                    continue
+                if covering:
+                    message = "%s accepted a connection from %s, which allowlist[%d] does not list in its sources" % (
+                        where, seen_from, covering[0].index)
+                else:
+                    message = "%s accepted a connection from the controller, but no allowlist entry allows it" % where
+                findings.append(finding(
+                    "reachable_not_allowed", "high", "tcp", family, target_text, port, processes, message,
+                    "Apply a default-deny firewall built from the allowlist (only allowed ports and sources "
+                    "pass); %s" % _stop_advice(processes), covering[0].index if covering else None, "probe"))
+                continue
+            sure = [item for item in serving if _serves(item, target)[0]]
+            if not (sure if state == "closed" else serving):
+                continue
+            allowed = bool(covering)
+            findings.append(finding(
+                "listening_but_filtered", "low" if allowed else "info", "tcp", family, target_text, port, processes,
+                "%s listens (%s) but the controller's connection was %s%s" % (
+                    where, _who(processes), "refused" if state == "closed" else "dropped",
+                    "; allowlist[%d] allows it" % covering[0].index if allowed else "; a firewall keeps it closed"),
+                ("Open it in the firewall for the allowed sources, or check the network path from the controller"
+                 if allowed else "Nothing to do for exposure; %s" % _stop_advice(processes)),
+                covering[0].index if allowed else None, "probe"))
+    return findings
+
+
+def sort_findings(findings):
+    def key(item):
+        port = item["port"] if isinstance(item["port"], int) else int(str(item["port"]).split("-")[0])
+        return (SEVERITIES.index(item["severity"]), item["kind"], item["protocol"], port, item["address"] or "")
+    return sorted(findings, key=key)
+
+
+def is_compliant(findings):
+    return all(item["severity"] == "info" for item in findings)
+
+
+def probe_ports(listeners, rules, extra_ports, limit):
+    """TCP ports worth probing: allowlisted, listening on a network address, and asked for."""
+    ports = set(extra_ports)
+    ports.update(item["port"] for item in listeners if item["protocol"] == "tcp" and not item["loopback"])
+    for rule in rules:
+        if rule.protocol == "tcp":
+            ports.update(range(rule.low, rule.high + 1))
+    if len(ports) > limit:
+        raise ValueError("the probe would try %d ports, more than probe_max_ports=%d: narrow the allowlist's "
+                         "TCP ranges or probe_ports, or raise probe_max_ports" % (len(ports), limit))
+    return sorted(ports)
+
+
+def normalise_listeners(listeners):
+    """Accept listeners as listening_ports returns them; fill family/loopback/wildcard from the address if absent."""
+    normalised = []
+    for index, item in enumerate(listeners):
+        if not isinstance(item, dict):
+            raise ValueError("listeners[%d]: %r must be a mapping as listening_ports returns" % (index, item))
+        for field in ("protocol", "address", "port"):
+            if field not in item:
+                raise ValueError("listeners[%d].%s: is required" % (index, field))
+        if item["protocol"] not in ("tcp", "udp"):
+            raise ValueError("listeners[%d].protocol: %r must be tcp or udp" % (index, item["protocol"]))
+        try:
+            address = ipaddress.ip_address(item["address"])
+            port = int(item["port"])
+        except ValueError as exc:
+            raise ValueError("listeners[%d]: %s" % (index, exc))
+        effective = address.ipv4_mapped if address.version == 6 and address.ipv4_mapped else address
+        listener = dict(item)
+        listener.setdefault("family", "ipv%d" % address.version)
+        listener.setdefault("loopback", effective.is_loopback)
+        listener.setdefault("wildcard", effective.is_unspecified)
+        listener.setdefault("processes", [])
+        listener["port"] = port
+        normalised.append(listener)
+    return normalised

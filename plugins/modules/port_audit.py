@@ -1,0 +1,247 @@
+#!/usr/bin/python
+# Copyright (c) Portcullis contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: port_audit
+short_description: Compare what listens, and what answers from outside, with an allowlist
+version_added: 0.1.0
+description:
+  - Discovers the host's listening sockets (as M(portcullis.hardening.listening_ports) does, in the same
+    execution) or takes them from O(listeners), and compares them with O(allowlist).
+  - Returns findings, each with a severity, the CIS controls it concerns (CIS Debian Linux 12 Benchmark
+    v1.1.0) and a concrete remediation. The host is compliant when no finding is worse than V(info).
+  - Finding kinds. V(unexpected_listener) nothing allows the socket (V(high) on every address, V(medium) on
+    one address, V(info) on loopback unless O(include_loopback)). V(wider_bind_than_allowed) the allowlist
+    allows the port on loopback only but it listens on a network address. V(unexpected_process) the port is
+    allowed for another program. V(allowed_not_listening) (V(info)) an entry nothing uses.
+  - With O(probe) the action plugin then connects, from the controller, to the host's TCP ports (allowlisted,
+    listening on a network address, and O(probe_ports)) and adds V(reachable_not_allowed) (a port answers
+    that the allowlist does not allow, or not from the controller's address) and V(listening_but_filtered) (a
+    service listens but the controller's connection is refused or dropped). UDP is not probed.
+  - Never changes the host; check mode gives the same answer.
+author:
+  - Portcullis contributors (@portcullis)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
+  - portcullis.hardening.allowlist
+attributes:
+  action:
+    support: full
+    details: The action plugin validates the allowlist before the module runs and probes from the controller.
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
+  check_mode:
+    support: full
+    details: The audit only reads; check mode gives the same answer.
+  diff_mode:
+    support: none
+  platform:
+    platforms: linux
+options:
+  listeners:
+    description:
+      - Listeners to audit, as RV(portcullis.hardening.listening_ports#module:listeners) returns them. When
+        omitted, the module discovers them itself, so one module execution per host does the whole audit.
+    type: list
+    elements: dict
+  include_loopback:
+    description:
+      - Treat loopback-only listeners that no entry allows as violations (severity V(low)) instead of
+        informational findings. By default a service only local clients can reach does not make the host
+        non-compliant, but it is still reported.
+    type: bool
+    default: false
+  probe:
+    description:
+      - Probe the host's TCP ports from the controller and add what a network client sees to the findings.
+      - Skipped, with a warning, for connections that do not reach the host over the network (V(local),
+        V(podman), ...) unless O(probe_addresses) is given.
+    type: bool
+    default: true
+  probe_addresses:
+    description:
+      - Addresses or names to probe. Default the host's C(ansible_host) (or its inventory name), resolved to
+        its IPv4 and IPv6 addresses. List an IPv6 address here to check that family too.
+    type: list
+    elements: str
+    default: []
+  probe_ports:
+    description: TCP ports probed in addition to the allowlisted ones and those listening on a network address.
+    type: list
+    elements: int
+    default: []
+  probe_timeout:
+    description: Seconds to wait for each connection before calling the port filtered.
+    type: float
+    default: 1.0
+  probe_concurrency:
+    description: Connections tried at once.
+    type: int
+    default: 32
+  probe_max_ports:
+    description: Upper bound on ports probed per address; a larger set fails before anything is probed.
+    type: int
+    default: 1024
+notes:
+  - Validation of O(allowlist) happens on the controller before the module runs, so a bad entry fails the task
+    before anything is read on the host.
+seealso:
+  - module: portcullis.hardening.listening_ports
+"""
+
+EXAMPLES = r"""
+- name: Audit the host against its allowlist
+  portcullis.hardening.port_audit:
+    allowlist:
+      - {port: 22, comment: SSH}
+      - {port: 443, process: nginx}
+      - {port: 5432, bind: loopback, process: postgres}
+      - {port: 51820, protocol: udp, sources: [192.0.2.0/24]}
+  register: audit
+
+- name: Fail when the host is not compliant
+  ansible.builtin.assert:
+    that: audit.compliant
+    fail_msg: "{{ audit.findings | rejectattr('severity', 'equalto', 'info') | map(attribute='message') | list }}"
+
+- name: Audit listeners gathered earlier, without probing
+  portcullis.hardening.port_audit:
+    listeners: "{{ ansible_facts.portcullis_listeners }}"
+    allowlist: "{{ portcullis_allowlist }}"
+    probe: false
+"""
+
+RETURN = r"""
+compliant:
+  description: Whether no finding is worse than V(info).
+  returned: success
+  type: bool
+findings:
+  description: Findings, most severe first.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    kind:
+      description: >-
+        V(unexpected_listener), V(wider_bind_than_allowed), V(unexpected_process), V(allowed_not_listening),
+        V(reachable_not_allowed) or V(listening_but_filtered).
+      type: str
+    severity:
+      description: V(high), V(medium), V(low) or V(info).
+      type: str
+    protocol:
+      description: V(tcp) or V(udp).
+      type: str
+    family:
+      description: V(ipv4), V(ipv6), or V(any) for an allowlist entry.
+      type: str
+    address:
+      description: Local address of the listener, or the probed address; null for an allowlist entry.
+      type: str
+    port:
+      description: Port, or V("LOW-HIGH") for an allowlist range.
+      type: raw
+    processes:
+      description: Processes behind the socket, as in RV(portcullis.hardening.listening_ports#module:listeners[].processes).
+      type: list
+      elements: dict
+    rule:
+      description: Index of the allowlist entry concerned, if any.
+      type: int
+    message:
+      description: What was found, in one sentence.
+      type: str
+    remediation:
+      description: What to do about it.
+      type: str
+    controls:
+      description: CIS controls concerned, each with C(id), C(title), C(benchmark) and C(version).
+      type: list
+      elements: dict
+    source:
+      description: V(host) (from discovery) or V(probe) (from the controller).
+      type: str
+listeners:
+  description: The listeners audited (discovered, or given in O(listeners)).
+  returned: success
+  type: list
+  elements: dict
+allowlist:
+  description: The validated allowlist, each entry with its C(index) and defaults filled in.
+  returned: success
+  type: list
+  elements: dict
+probe:
+  description: What the controller probed, or null when it did not.
+  returned: success
+  type: dict
+  contains:
+    addresses:
+      description: Probed addresses.
+      type: list
+      elements: str
+    ports:
+      description: "C({address: {port: open|closed|filtered}})."
+      type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.portcullis.hardening.plugins.module_utils._allowlist import ENTRY_SPEC, parse_allowlist
+from ansible_collections.portcullis.hardening.plugins.module_utils._audit import (
+    audit_listeners,
+    is_compliant,
+    normalise_listeners,
+)
+from ansible_collections.portcullis.hardening.plugins.module_utils._listeners import discover
+
+ARGUMENT_SPEC = {
+    "allowlist": {"type": "list", "elements": "dict", "options": ENTRY_SPEC, "default": []},
+    "listeners": {"type": "list", "elements": "dict"},
+    "include_loopback": {"type": "bool", "default": False},
+    # Used by the action plugin on the controller; accepted here so the module documents one interface.
+    "probe": {"type": "bool", "default": True},
+    "probe_addresses": {"type": "list", "elements": "str", "default": []},
+    "probe_ports": {"type": "list", "elements": "int", "default": []},
+    "probe_timeout": {"type": "float", "default": 1.0},
+    "probe_concurrency": {"type": "int", "default": 32},
+    "probe_max_ports": {"type": "int", "default": 1024},
+}
+
+
+def run(params):
+    rules = parse_allowlist(params["allowlist"])
+    if params["listeners"] is None:
+        listeners = discover().listeners
+    else:
+        listeners = normalise_listeners(params["listeners"])
+    findings = audit_listeners(listeners, rules, params["include_loopback"])
+    return {
+        "changed": False,
+        "compliant": is_compliant(findings),
+        "findings": findings,
+        "listeners": listeners,
+        "allowlist": [rule.as_dict() for rule in rules],
+        "probe": None,
+    }
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    try:
+        result = run(module.params)
+    except ValueError as exc:  # includes AllowlistError
+        module.fail_json(msg=str(exc))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

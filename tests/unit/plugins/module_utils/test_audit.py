@@ -1,0 +1,190 @@
+# Copyright (c) Portcullis contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.portcullis.hardening.plugins.module_utils._allowlist import parse_allowlist
+from ansible_collections.portcullis.hardening.plugins.module_utils._audit import (
+    CONTROL_TITLES,
+    KIND_CONTROLS,
+    audit_listeners,
+    is_compliant,
+    normalise_listeners,
+    probe_findings,
+    probe_ports,
+    process_matches,
+)
+
+
+def proc(name, unit=None, pid=10, cmdline=None):
+    return {"pid": pid, "name": name, "unit": unit, "cmdline": cmdline or name}
+
+
+def listener(protocol, address, port, processes=(), family=None):
+    return normalise_listeners([{"protocol": protocol, "address": address, "port": port,
+                                 "processes": list(processes)} | ({"family": family} if family else {})])[0]
+
+
+SSHD = proc("sshd", "ssh.service", 36, "sshd: /usr/sbin/sshd -D [listener] 0 of 10-100 startups")
+WEB = proc("portcullis-rogu", "portcullis-rogue-web.service", 63,
+           "/usr/bin/python3 /usr/local/bin/portcullis-rogue --proto tcp --address 0.0.0.0 --port 8080")
+PG = proc("postgres", "postgresql@15-main.service", 70, "/usr/lib/postgresql/15/bin/postgres -D /var/lib/pg")
+
+
+def kinds(findings):
+    return [(item["kind"], item["severity"], item["protocol"], item["address"], item["port"], item["rule"])
+            for item in findings]
+
+
+def test_compliant_host_has_only_info():
+    rules = parse_allowlist([{"port": 22, "process": "sshd"}, {"port": 8080, "process": "portcullis-rogue"}])
+    findings = audit_listeners([listener("tcp", "0.0.0.0", 22, [SSHD]), listener("tcp", "::", 22, [SSHD]),
+                                listener("tcp", "0.0.0.0", 8080, [WEB])], rules)
+    assert findings == [] and is_compliant(findings)
+
+
+def test_every_host_side_kind():
+    rules = parse_allowlist([
+        {"port": 22, "process": "sshd"},                       # 0: fine
+        {"port": 5432, "bind": "loopback"},                     # 1: postgres listens on 0.0.0.0
+        {"port": 80, "process": "nginx"},                       # 2: apache holds it
+        {"port": "9000-9010", "protocol": "udp"},               # 3: nothing listens
+        {"port": 3306, "bind": "loopback"},                     # 4: fine on loopback
+    ])
+    listeners = [
+        listener("tcp", "0.0.0.0", 22, [SSHD]),
+        listener("tcp", "0.0.0.0", 5432, [PG]),
+        listener("tcp", "192.0.2.10", 80, [proc("apache2", "apache2.service")]),
+        listener("tcp", "0.0.0.0", 8080, [WEB]),
+        listener("tcp", "192.0.2.10", 8081),
+        listener("tcp", "127.0.0.1", 6379, [proc("redis-server", "redis-server.service")]),
+        listener("tcp", "127.0.0.1", 3306, [proc("mariadbd", "mariadb.service")]),
+        listener("udp", "::", 5353, [proc("avahi-daemon", "avahi-daemon.service")]),
+    ]
+    findings = audit_listeners(listeners, rules)
+    assert kinds(findings) == [
+        ("unexpected_listener", "high", "tcp", "0.0.0.0", 8080, None),
+        ("unexpected_listener", "high", "udp", "::", 5353, None),
+        ("wider_bind_than_allowed", "high", "tcp", "0.0.0.0", 5432, 1),
+        ("unexpected_listener", "medium", "tcp", "192.0.2.10", 8081, None),
+        ("unexpected_process", "medium", "tcp", "192.0.2.10", 80, 2),
+        ("allowed_not_listening", "info", "udp", None, "9000-9010", 3),
+        ("unexpected_listener", "info", "tcp", "127.0.0.1", 6379, None),
+    ]
+    assert not is_compliant(findings)
+    by_kind = {item["kind"]: item for item in findings}
+    web = findings[0]
+    assert web["message"] == ("tcp 0.0.0.0:8080 (portcullis-rogu, portcullis-rogue-web.service) listens, reachable "
+                              "on every address, but no allowlist entry allows it")
+    assert web["remediation"].startswith("If portcullis-rogue-web.service is not needed, stop and disable it "
+                                         "(systemctl disable --now portcullis-rogue-web.service)")
+    assert "{port: 8080, protocol: tcp}" in web["remediation"]
+    assert by_kind["wider_bind_than_allowed"]["message"] == (
+        "tcp 0.0.0.0:5432 (postgres, postgresql@15-main.service) listens on every address but allowlist[1] "
+        "allows it on loopback only")
+    assert "127.0.0.1 and ::1" in by_kind["wider_bind_than_allowed"]["remediation"]
+    assert by_kind["unexpected_process"]["message"] == (
+        "tcp 192.0.2.10:80 is allowed for nginx (allowlist[2]) but apache2, apache2.service listens there")
+    assert findings[3]["message"].endswith("(no known process) listens, reachable on this address, but no "
+                                           "allowlist entry allows it")
+    for item in findings:
+        assert [control["id"] for control in item["controls"]] == list(KIND_CONTROLS[item["kind"]])
+        assert all(control["benchmark"] == "CIS Debian Linux 12 Benchmark" and control["version"] == "v1.1.0"
+                   and control["title"] == CONTROL_TITLES[control["id"]] for control in item["controls"])
+        assert item["source"] == "host" and item["remediation"]
+
+
+def test_loopback_listeners_become_violations_on_request():
+    redis = [listener("tcp", "::1", 6379)]
+    assert kinds(audit_listeners(redis, [])) == [("unexpected_listener", "info", "tcp", "::1", 6379, None)]
+    strict = audit_listeners(redis, [], include_loopback=True)
+    assert kinds(strict) == [("unexpected_listener", "low", "tcp", "::1", 6379, None)]
+    assert not is_compliant(strict)
+
+
+@pytest.mark.parametrize("entry, address, family, allowed", [
+    ({"port": 8000, "family": "ipv4"}, "::ffff:127.0.0.1", None, True),   # IPv4-mapped serves IPv4
+    ({"port": 8000, "family": "ipv6"}, "::ffff:127.0.0.1", None, False),
+    ({"port": 8000, "family": "ipv6"}, "::", None, True),
+    ({"port": 8000, "family": "ipv4"}, "::", None, False),
+    ({"port": "7990-8010"}, "0.0.0.0", None, True),
+    ({"port": 8000, "protocol": "udp"}, "0.0.0.0", None, False),
+])
+def test_family_range_and_protocol_matching(entry, address, family, allowed):
+    findings = audit_listeners([listener("tcp", address, 8000, family=family)], parse_allowlist([entry]))
+    unexpected = [item for item in findings if item["kind"] == "unexpected_listener"]
+    assert (not unexpected) == allowed
+
+
+@pytest.mark.parametrize("wanted, matches", [
+    ("portcullis-rogue", True),                # full program name, kernel keeps 15 characters
+    ("portcullis-rogu", True),
+    ("portcullis-rogue-web.service", True),    # the unit
+    ("python3", True),                         # the program file of the command line
+    ("nginx", False),
+])
+def test_process_matching(wanted, matches):
+    assert process_matches(wanted, [WEB]) is matches
+
+
+def test_unknown_processes_are_not_blamed():
+    """A socket whose owner could not be read is not reported as the wrong program."""
+    findings = audit_listeners([listener("tcp", "0.0.0.0", 80)], parse_allowlist([{"port": 80, "process": "nginx"}]))
+    assert findings == []
+
+
+def test_probe_findings():
+    rules = parse_allowlist([
+        {"port": 22},                                            # 0
+        {"port": 443, "sources": ["10.0.0.0/8"]},                # 1
+        {"port": 8443},                                          # 2: allowed, but filtered
+    ])
+    listeners = [listener("tcp", "0.0.0.0", 22, [SSHD]), listener("tcp", "0.0.0.0", 443),
+                 listener("tcp", "0.0.0.0", 8080, [WEB]), listener("tcp", "::", 8443),
+                 listener("tcp", "0.0.0.0", 9090), listener("tcp", "::", 7000)]
+    probe = {"192.0.2.5": {22: ("open", "192.0.2.1"), 443: ("open", "192.0.2.1"), 8080: ("open", "192.0.2.1"),
+                           8443: ("filtered", None), 9090: ("closed", None), 7000: ("closed", None),
+                           25: ("closed", None)},
+             "2001:db8::5": {8443: ("closed", None)}}
+    findings = probe_findings(listeners, rules, probe)
+    assert kinds(findings) == [
+        ("reachable_not_allowed", "high", "tcp", "192.0.2.5", 443, 1),
+        ("reachable_not_allowed", "high", "tcp", "192.0.2.5", 8080, None),
+        ("listening_but_filtered", "low", "tcp", "192.0.2.5", 8443, 2),
+        ("listening_but_filtered", "info", "tcp", "192.0.2.5", 9090, None),
+        ("listening_but_filtered", "low", "tcp", "2001:db8::5", 8443, 2),
+    ]
+    assert findings[0]["message"] == ("tcp 192.0.2.5:443 accepted a connection from 192.0.2.1, which allowlist[1] "
+                                      "does not list in its sources")
+    assert findings[1]["processes"] == [WEB] and findings[1]["source"] == "probe"
+    # [::]:7000 refused over IPv4 is no evidence of a firewall (the socket may be IPv6-only): no finding.
+    assert not [item for item in findings if item["port"] == 7000]
+
+
+def test_probe_ports_are_bounded():
+    rules = parse_allowlist([{"port": 22}, {"port": "8000-8002"}, {"port": 53, "protocol": "udp"}])
+    listeners = [listener("tcp", "0.0.0.0", 9000), listener("tcp", "127.0.0.1", 6379), listener("udp", "::", 5353)]
+    assert probe_ports(listeners, rules, [2222], 10) == [22, 2222, 8000, 8001, 8002, 9000]
+    with pytest.raises(ValueError, match="the probe would try 6 ports, more than probe_max_ports=5"):
+        probe_ports(listeners, rules, [2222], 5)
+
+
+@pytest.mark.parametrize("given, message", [
+    ([{"protocol": "tcp", "port": 22}], "listeners[0].address: is required"),
+    ([{"protocol": "sctp", "address": "::", "port": 22}], "listeners[0].protocol: 'sctp' must be tcp or udp"),
+    ([{"protocol": "tcp", "address": "nowhere", "port": 22}], "listeners[0]: "),
+    (["tcp/22"], "listeners[0]: 'tcp/22' must be a mapping"),
+])
+def test_normalise_listeners_rejects_bad_input(given, message):
+    with pytest.raises(ValueError) as error:
+        normalise_listeners(given)
+    assert str(error.value).startswith(message)
+
+
+def test_normalise_listeners_fills_the_flags():
+    item = normalise_listeners([{"protocol": "tcp", "address": "::ffff:127.0.0.1", "port": "8000"}])[0]
+    assert (item["family"], item["loopback"], item["wildcard"], item["port"], item["processes"]) == (
+        "ipv6", True, False, 8000, [])
