@@ -280,7 +280,9 @@ def write_inventory(lab, state, path):
                       "              ansible_ssh_common_args: %s" % _q(common),
                       "              ansible_python_interpreter: /usr/bin/python3"]
             if record.get("ipv6"):
-                lines.append("              portcullis_lab_ipv6: %s" % _q(record["ipv6"]))
+                # The audit probes both families from the controller (role variable portcullis_probe_addresses).
+                lines += ["              portcullis_lab_ipv6: %s" % _q(record["ipv6"]),
+                          "              portcullis_probe_addresses: [%s, %s]" % (_q(record["ipv4"]), _q(record["ipv6"]))]
             lines += ["              portcullis_lab_container_id: %s" % _q(record["id"]),
                       "              portcullis_lab_release: %s" % _q(release)]
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -192,6 +192,8 @@ def probe_findings(listeners, rules, probe):
                 source = ipaddress.ip_address(seen_from) if seen_from else None
                 if covering and (source is None or any(rule.allows_source(source) for rule in covering)):
                     continue
+                if processes:
+                    where = "%s (%s)" % (where, _who(processes))
                 if covering:
                     message = "%s accepted a connection from %s, which allowlist[%d] does not list in its sources" % (
                         where, seen_from, covering[0].index)

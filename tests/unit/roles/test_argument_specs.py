@@ -10,6 +10,7 @@ import os
 
 import yaml
 
+from ansible_collections.portcullis.hardening.plugins.module_utils._allowlist import ENTRY_SPEC
 from ansible_collections.portcullis.hardening.plugins.modules import listening_ports
 
 ROLE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "roles", "ports")
@@ -35,3 +36,14 @@ def test_defaults_file_matches_the_spec():
     assert set(defaults) == set(spec)
     for name, value in defaults.items():
         assert spec[name]["default"] == value, name
+
+
+def test_allowlist_options_document_every_field_of_the_shared_entry_spec():
+    """Entries are validated by module_utils/_allowlist.py (errors name the index); the spec documents each field."""
+    spec = load("meta/argument_specs.yml")["argument_specs"]["main"]["options"]
+    for option in ("portcullis_allowlist", "portcullis_allowlist_extra"):
+        assert (spec[option]["type"], spec[option]["elements"], spec[option]["default"]) == ("list", "dict", [])
+        assert "options" not in spec[option], option
+        text = " ".join(spec[option]["description"])
+        for field in ENTRY_SPEC:
+            assert "C(%s)" % field in text, (option, field)

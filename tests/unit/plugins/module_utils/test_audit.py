@@ -160,6 +160,8 @@ def test_probe_findings():
     assert findings[0]["message"] == ("tcp 192.0.2.5:443 accepted a connection from 192.0.2.1, which allowlist[1] "
                                       "does not list in its sources")
     assert findings[1]["processes"] == [WEB] and findings[1]["source"] == "probe"
+    assert findings[1]["message"] == ("tcp 192.0.2.5:8080 (portcullis-rogu, portcullis-rogue-web.service) accepted a "
+                                      "connection from the controller, but no allowlist entry allows it")
     # [::]:7000 refused over IPv4 is no evidence of a firewall (the socket may be IPv6-only): no finding.
     assert not [item for item in findings if item["port"] == 7000]
 
