@@ -21,11 +21,18 @@ LAB_DIR = os.environ.get("PORTCULLIS_LAB_DIR", "")
 FRESH_SSH = "-o ControlMaster=no -o ControlPath=none"
 
 
+def ansible_env(**extra):
+    """Environment for ansible commands: fresh SSH connections, the lab's host keys checked."""
+    return dict(os.environ, ANSIBLE_SSH_ARGS=FRESH_SSH, ANSIBLE_HOST_KEY_CHECKING="True",
+                ANSIBLE_CALLBACK_RESULT_FORMAT="json", **extra)
+
+
 class LabHost:
-    def __init__(self, name, lab_dir):
+    def __init__(self, name, lab_dir, hostvars):
         self.name = name
         self.lab_dir = lab_dir
         self.inventory = os.path.join(lab_dir, "inventory.yml")
+        self.hostvars = hostvars
 
     def ssh(self, *command, check=True):
         """Run a command (argument list, quoted for the remote shell) on a new SSH connection; return stdout."""
@@ -45,8 +52,8 @@ class LabHost:
             command += ["-a", args]
         if become_user:
             command += ["--become", "--become-user", become_user]
-        env = dict(os.environ, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
-                   ANSIBLE_PIPELINING="1", ANSIBLE_SSH_ARGS=FRESH_SSH, ANSIBLE_HOST_KEY_CHECKING="True")
+        env = ansible_env(ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+                          ANSIBLE_PIPELINING="1")
         completed = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, check=False)
         try:
             output = json.loads(completed.stdout)
@@ -58,16 +65,21 @@ class LabHost:
 
 def _lab_hosts():
     if not LAB_DIR or not os.path.exists(os.path.join(LAB_DIR, "inventory.yml")):
-        return []
+        raise pytest.UsageError("no lab: run `make integration` (or set PORTCULLIS_LAB_DIR to a lab's state dir "
+                                "with an inventory.yml)")
     listing = subprocess.run(["ansible-inventory", "-i", os.path.join(LAB_DIR, "inventory.yml"), "--list"],
                              capture_output=True, text=True, timeout=120, check=True)
-    return sorted(json.loads(listing.stdout)["_meta"]["hostvars"])
+    hostvars = json.loads(listing.stdout)["_meta"]["hostvars"]
+    return [LabHost(name, LAB_DIR, hostvars[name]) for name in sorted(hostvars)]
 
 
 def pytest_generate_tests(metafunc):
     if "lab_host" in metafunc.fixturenames:
-        names = _lab_hosts()
-        if not names:
-            raise pytest.UsageError("no lab: run `make integration` (or set PORTCULLIS_LAB_DIR to a lab's "
-                                    "state dir with an inventory.yml)")
-        metafunc.parametrize("lab_host", [LabHost(name, LAB_DIR) for name in names], ids=names)
+        hosts = _lab_hosts()
+        metafunc.parametrize("lab_host", hosts, ids=[host.name for host in hosts])
+
+
+@pytest.fixture(scope="session")
+def lab_hosts():
+    """Every host of the lab, for tests that act on the whole fleet at once."""
+    return _lab_hosts()

@@ -1,0 +1,129 @@
+# Copyright (c) Portcullis contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""playbooks/audit.yml on the lab: exact findings, four reports, and not a byte changed on any host."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import xml.etree.ElementTree as ElementTree
+
+import pytest
+
+from conftest import LAB_DIR, ansible_env
+
+PLAYBOOK = os.path.join(os.path.dirname(__file__), "..", "..", "playbooks", "audit.yml")
+ALLOWLIST = [
+    {"port": 22, "process": "sshd", "comment": "SSH"},
+    {"port": 8080, "process": "portcullis-rogue", "comment": "web"},
+    {"port": 6379, "bind": "loopback", "comment": "cache"},
+    {"port": 443, "comment": "HTTPS, not deployed yet"},
+]
+
+
+def closed_loopback_port():
+    """A loopback port nothing listens on: an SSH target that refuses at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def run_audit(tmp_path, *extra, unreachable_host=False):
+    inventory = [os.path.join(LAB_DIR, "inventory.yml")]
+    if unreachable_host:
+        ghost = tmp_path / "ghost.yml"
+        ghost.write_text("all:\n  hosts:\n    ghost:\n      ansible_host: 127.0.0.1\n      ansible_port: %d\n"
+                         "      ansible_user: root\n" % closed_loopback_port())
+        inventory.append(str(ghost))
+    reports = tmp_path / "reports"
+    command = ["ansible-playbook", PLAYBOOK, "-e", json.dumps({"portcullis_allowlist": ALLOWLIST}),
+               "-e", "portcullis_report_dir=%s" % reports] + list(extra)
+    for path in inventory:
+        command += ["-i", path]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=600, env=ansible_env(), check=False)
+    return completed, reports
+
+
+def snapshot(host):
+    """Everything an audit must leave alone: firewall, sshd configuration, unit and unit-file states."""
+    return {
+        "nft": host.ssh("nft", "list", "ruleset"),
+        "sshd": host.ssh("sh", "-c", "find /etc/ssh -type f -print0 | sort -z | xargs -0 sha256sum"),
+        # SSH logins come and go as session scopes: compare services, sockets and timers only.
+        "units": host.ssh("sh", "-c", "systemctl list-units --all --no-legend --plain --no-pager "
+                          "'*.service' '*.socket' '*.timer' | grep -v 'user@\\|user-runtime-dir@'"),
+        "unit_files": host.ssh("systemctl", "list-unit-files", "--no-legend", "--no-pager"),
+    }
+
+
+def expected_findings(host):
+    ipv6 = host.hostvars.get("portcullis_lab_ipv6")
+    findings = [
+        ("unexpected_listener", "high", "tcp", "::", 8443, None),
+        ("unexpected_listener", "high", "udp", "0.0.0.0", 9999, None),
+        ("allowed_not_listening", "info", "tcp", None, 443, 3),
+    ]
+    if ipv6:  # the IPv6-only listener answers the controller over IPv6 (the lab has no firewall yet)
+        findings.insert(0, ("reachable_not_allowed", "high", "tcp", ipv6, 8443, None))
+    return findings
+
+
+@pytest.mark.parametrize("check_mode", [True, False], ids=["check", "run"])
+def test_audit_finds_exactly_the_rogue_listeners_and_changes_nothing(lab_hosts, tmp_path, check_mode):
+    hosts = lab_hosts
+    before = {host.name: snapshot(host) for host in hosts}
+    completed, reports = run_audit(tmp_path, *(["--check"] if check_mode else []))
+    after = {host.name: snapshot(host) for host in hosts}
+    assert before == after, "the audit changed a host"
+
+    # Non-compliant hosts fail the run, but only after all four reports are written.
+    assert completed.returncode != 0, completed.stdout[-3000:]
+    assert "Not compliant: " in completed.stdout
+    report = json.loads((reports / "portcullis-report.json").read_text())
+    assert report["summary"]["hosts"] == len(hosts)
+    assert report["summary"]["noncompliant"] == len(hosts) and report["summary"]["unreachable"] == 0
+    for host in hosts:
+        entry = report["hosts"][host.name]
+        assert entry["status"] == "noncompliant" and entry["compliant"] is False
+        assert [(f["kind"], f["severity"], f["protocol"], f["address"], f["port"], f["rule"])
+                for f in entry["findings"]] == expected_findings(host)
+        rogue_udp = [f for f in entry["findings"] if f["port"] == 9999][0]
+        assert [(p["name"], p["unit"]) for p in rogue_udp["processes"]] == [("portcullis-rogu",
+                                                                            "portcullis-rogue-udp.service")]
+        assert [c["id"] for c in rogue_udp["controls"]] == ["2.1.22", "4.3.8"]
+        assert {(item["protocol"], item["port"]) for item in entry["listeners"]} >= {("tcp", 22), ("udp", 9999)}
+
+    junit = ElementTree.parse(str(reports / "portcullis-report.junit.xml")).getroot()
+    assert int(junit.get("failures")) >= 3 * len(hosts)
+    sarif = json.loads((reports / "portcullis-report.sarif").read_text())
+    assert sarif["version"] == "2.1.0"
+    assert len(sarif["runs"][0]["results"]) == sum(len(report["hosts"][h.name]["findings"]) for h in hosts)
+    html = (reports / "portcullis-report.html").read_text()
+    assert all(host.name in html for host in hosts) and "portcullis-rogue-udp.service" in html
+
+
+def test_unreachable_host_is_reported_not_dropped(lab_hosts, tmp_path):
+    hosts = lab_hosts
+    completed, reports = run_audit(tmp_path, "-e", "portcullis_fail_on_findings=false", unreachable_host=True)
+    assert completed.returncode == 0, completed.stdout[-3000:]
+    report = json.loads((reports / "portcullis-report.json").read_text())
+    assert report["summary"]["hosts"] == len(hosts) + 1
+    assert report["summary"]["unreachable"] == 1
+    ghost = report["hosts"]["ghost"]
+    assert ghost["status"] == "unreachable" and ghost["compliant"] is None and ghost["error"]
+    junit = ElementTree.parse(str(reports / "portcullis-report.junit.xml")).getroot()
+    assert int(junit.get("errors")) == 1
+
+
+def test_bad_allowlist_fails_before_the_hosts_are_touched(tmp_path):
+    reports = tmp_path / "reports"
+    command = ["ansible-playbook", PLAYBOOK, "-i", os.path.join(LAB_DIR, "inventory.yml"),
+               "-e", json.dumps({"portcullis_allowlist": [{"port": 22}, {"port": "100-90"}]}),
+               "-e", "portcullis_report_dir=%s" % reports]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False, env=ansible_env())
+    assert completed.returncode != 0
+    assert "allowlist[1].port: '100-90' is a range whose start is above its end" in completed.stdout
