@@ -18,7 +18,10 @@ LAB := $(BIN)/python $(abspath lab/portcullis_lab.py)
 DEMO_LAB_DIR ?= $(abspath .lab)
 TEST_LAB_DIR ?= $(abspath .lab-test)
 
-APT_PACKAGES := podman runc debootstrap shellcheck
+APT_PACKAGES := podman runc debootstrap shellcheck chromium poppler-utils
+# The official SARIF 2.1.0 schema (assets/sarif-2.1.0.schema.json), for the report tests; npm has it, PyPI does not.
+SARIF_SCHEMA_PACKAGE := @microsoft/sarif-multitool-ts@5.7.0
+SARIF_SCHEMA := $(VENV)/node_modules/@microsoft/sarif-multitool-ts/assets/sarif-2.1.0.schema.json
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export PORTCULLIS_LAB := $(abspath lab/portcullis_lab.py)
@@ -27,7 +30,7 @@ export ANSIBLE_CALLBACK_RESULT_FORMAT := yaml
 export ANSIBLE_FORCE_COLOR ?= $(if $(CI),0,1)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help deps venv collection demo test sanity units lint changelog-lint integration molecule \
+.PHONY: help deps venv sarif-schema collection demo test sanity units lint changelog-lint integration molecule \
         lab lab-down test-lab-down molecule-down clean
 
 help:
@@ -40,6 +43,7 @@ help:
 deps:
 	@missing=""; for pkg in $(APT_PACKAGES); do dpkg -s "$$pkg" >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
 	$(PYTHON) -m venv --help >/dev/null 2>&1 && $(PYTHON) -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing Debian packages:$$missing"; \
 	  if [ "$$(id -u)" != 0 ]; then echo "Run as root (or install:$$missing)" >&2; exit 1; fi; \
@@ -54,6 +58,12 @@ $(VENV)/.installed: requirements/controller.txt | deps
 	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements/controller.txt
 	touch $@
+
+sarif-schema: $(SARIF_SCHEMA)
+$(SARIF_SCHEMA): | venv
+	npm install --prefix $(VENV) --no-save --no-audit --no-fund --ignore-scripts --loglevel=error \
+	  $(SARIF_SCHEMA_PACKAGE)
+	test -s $@
 
 # Build the tarball and install it as ansible-test and users see it: ansible_collections/portcullis/hardening.
 # The installed tree gets its own git index so that ansible-test (which lists files with git) sees its files.
@@ -74,12 +84,21 @@ lab-down:
 	@if [ -x $(BIN)/python ]; then $(LAB) --state-dir $(DEMO_LAB_DIR) down; fi
 
 demo: collection lab
+	@echo "== 1. Discover: what listens on each lab host (playbooks/discover.yml)"
 	$(BIN)/ansible-playbook -i $(DEMO_LAB_DIR)/inventory.yml playbooks/discover.yml \
 	  -e portcullis_report_dir=$(REPORT_DIR) -e portcullis_show_table=false
+	@echo "== 2. Audit against demo/lab-allowlist.yml, in check mode (playbooks/audit.yml --check)"
+	$(BIN)/ansible-playbook -i $(DEMO_LAB_DIR)/inventory.yml playbooks/audit.yml --check \
+	  -e @demo/lab-allowlist.yml -e portcullis_report_dir=$(REPORT_DIR) -e portcullis_fail_on_findings=false
 	@echo
+	@echo "== What listens"
 	@cat $(REPORT_DIR)/listeners.txt
 	@echo
-	@echo "Saved to $(REPORT_DIR)/listeners.txt and listeners.json. Log in: ssh -F $(DEMO_LAB_DIR)/ssh_config portcullis-bookworm-1"
+	@echo "== Audit"
+	@cat $(REPORT_DIR)/portcullis-report.txt
+	@echo
+	@echo "Reports: $(REPORT_DIR)/portcullis-report.{html,json,junit.xml,sarif,txt} and listeners.{txt,json}"
+	@echo "Log in to a lab host: ssh -F $(DEMO_LAB_DIR)/ssh_config portcullis-bookworm-1"
 
 # --- tests -------------------------------------------------------------------------------------
 
@@ -101,7 +120,7 @@ sanity: collection
 	  cp tools/get_pip_standin.py ~/.ansible/test/cache/get_pip_$${pip_version//./_}.py
 	cd $(INSTALLED) && $(BIN)/ansible-test sanity --venv --python $(SANITY_PYTHON) --color no
 
-units: collection
+units: collection sarif-schema
 	cd $(INSTALLED) && PYTEST=$(BIN)/pytest PYTHONPATH=$(COLLECTIONS) $(abspath tools/run-pytest) \
 	  -p no:cacheprovider tests/unit
 

@@ -12,6 +12,12 @@ from __future__ import annotations
 COLUMNS = ("HOST", "PROTO", "ADDRESS", "PORT", "REACH", "USER", "PROCESS", "UNIT")
 
 
+def align(header, rows):
+    """Lines of left-aligned columns two spaces apart, the header first."""
+    widths = [max([len(column)] + [len(row[index]) for row in rows]) for index, column in enumerate(header)]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in [header] + rows]
+
+
 def reach(listener):
     """Who can connect, in words: only this host, every address of a family, or one address."""
     if listener.get("loopback"):
@@ -64,9 +70,7 @@ def render_table(listeners_by_host):
                 notes.append("%s: nothing listens" % host)
         else:
             notes.append("%s: not discovered (%s)" % (host, listeners or "unreachable or failed"))
-    widths = [max([len(column)] + [len(row[index]) for row in rows]) for index, column in enumerate(COLUMNS)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
-             for line in [COLUMNS] + rows]
+    lines = align(COLUMNS, rows)
     hosts = sum(1 for value in listeners_by_host.values() if isinstance(value, list))
     lines.append("")
     lines.append("%d listening sockets on %d hosts" % (len(rows), hosts))

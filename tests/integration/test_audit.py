@@ -127,3 +127,33 @@ def test_bad_allowlist_fails_before_the_hosts_are_touched(tmp_path):
     completed = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False, env=ansible_env())
     assert completed.returncode != 0
     assert "allowlist[1].port: '100-90' is a range whose start is above its end" in completed.stdout
+
+
+CHROMIUM = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def test_html_report_renders_every_finding_in_chromium(lab_hosts, tmp_path):
+    """Print the HTML report with headless Chromium; every host and finding must be visible on the pages."""
+    completed, reports = run_audit(tmp_path, "--check", "-e", "portcullis_fail_on_findings=false")
+    assert completed.returncode == 0, completed.stdout[-3000:]
+    report = json.loads((reports / "portcullis-report.json").read_text())
+    pdf = tmp_path / "report.pdf"
+    printed = subprocess.run(CHROMIUM + ["--user-data-dir=%s" % (tmp_path / "chromium"), "--no-pdf-header-footer",
+                                         "--print-to-pdf=%s" % pdf, (reports / "portcullis-report.html").as_uri()],
+                             capture_output=True, text=True, timeout=180, check=False)
+    assert pdf.exists() and pdf.stat().st_size > 10000, printed.stderr[-2000:]
+    # -raw keeps each table cell's text together, in page order.
+    text = subprocess.run(["pdftotext", "-raw", str(pdf), "-"], capture_output=True, text=True, timeout=60,
+                          check=True).stdout
+
+    def squeezed(value):
+        """Line breaks, and the hyphens Chromium adds where it breaks a word, do not matter."""
+        return "".join(value.split()).replace("-", "").replace("\u00ad", "")
+
+    rendered = squeezed(text)
+    for host in lab_hosts:
+        assert squeezed(host.name) in rendered
+        for item in report["hosts"][host.name]["findings"]:
+            assert squeezed(item["message"]) in rendered, item["message"]
+            assert squeezed(item["remediation"]) in rendered, item["remediation"]

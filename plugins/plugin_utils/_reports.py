@@ -1,0 +1,374 @@
+# Copyright (c) Portcullis contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Compliance reports of a fleet audit: one JSON report, rendered as JSON, JUnit XML and SARIF.
+
+Private to the collection: pure functions, used by the audit_report filter. The HTML rendering is in
+_report_html. Same input, same output: nothing here reads the clock or depends on dict order.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import hashlib
+import json
+import re
+import xml.etree.ElementTree as ET
+from typing import NamedTuple
+from urllib.parse import quote
+
+from ansible_collections.portcullis.hardening.plugins.plugin_utils._table import align
+
+SCHEMA_VERSION = 1
+TOOL_NAME = "portcullis.hardening"
+DOCS_URL = "https://github.com/portcullis/hardening/blob/main/docs/reports.md"
+SEVERITIES = ("high", "medium", "low", "info")
+SARIF_LEVELS = {"high": "error", "medium": "warning", "low": "note", "info": "note"}
+SECURITY_SEVERITY = {"high": "8.0", "medium": "5.5", "low": "3.0"}
+
+
+class Kind(NamedTuple):
+    """What one finding kind means, for every report format."""
+
+    name: str  # SARIF reportingDescriptor.name
+    title: str
+    check: str  # the JUnit test case of a finding that names no allowlist entry
+    severity: str  # the usual severity: SARIF defaultConfiguration.level
+    description: str
+
+
+KINDS = {
+    "unexpected_listener": Kind(
+        "UnexpectedListener", "Listener not in the allowlist", "no unexpected listeners", "high",
+        "A socket listens on a port that no allowlist entry allows. Every listening service is attack "
+        "surface; one nobody declared is usually forgotten, unpatched or not meant to be there."),
+    "wider_bind_than_allowed": Kind(
+        "WiderBindThanAllowed", "Listens more widely than allowed", "no listener bound wider than allowed", "high",
+        "A service the allowlist allows on loopback only listens on a network address, so other hosts "
+        "can reach it."),
+    "unexpected_process": Kind(
+        "UnexpectedProcess", "Allowed port held by another program", "no allowed port held by another program",
+        "medium",
+        "An allowed port is held by a program other than the one the allowlist entry names: a replaced "
+        "or misconfigured service, or a program squatting on the port."),
+    "allowed_not_listening": Kind(
+        "AllowedNotListening", "Allowed port unused", "every allowed port is used", "info",
+        "An allowlist entry allows a port on which nothing listens. A firewall built from the allowlist "
+        "opens that port for nothing; remove the entry if the service was retired."),
+    "reachable_not_allowed": Kind(
+        "ReachableNotAllowed", "Reachable but not allowed", "no reachable ports outside the allowlist", "high",
+        "The controller could connect to a port that no allowlist entry allows, or from an address the "
+        "entry's sources do not list: the firewall and the network path let the connection through."),
+    "listening_but_filtered": Kind(
+        "ListeningButFiltered", "Listens but unreachable", "listening ports the controller cannot reach", "low",
+        "A service listens on a network address but the controller's connection was refused or dropped: "
+        "a firewall or the network path blocks it, which is expected for ports the allowlist does not "
+        "allow and a problem for ports it does."),
+}
+KIND_ORDER = tuple(KINDS)
+# JUnit test cases every audited host gets, findings or not: these checks concern no allowlist entry.
+STANDING_CHECKS = ("unexpected_listener", "reachable_not_allowed")
+
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _utc_timestamp(generated_at):
+    """ISO-8601 UTC with a Z, from a datetime or ISO text; naive values are taken as UTC."""
+    if isinstance(generated_at, str):
+        try:
+            generated_at = datetime.datetime.fromisoformat(generated_at.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError("generated_at: %r is not an ISO-8601 date and time" % generated_at)
+    if not isinstance(generated_at, datetime.datetime):
+        raise ValueError("generated_at: %r must be an ISO-8601 text or a datetime" % (generated_at,))
+    if generated_at.tzinfo is not None:
+        generated_at = generated_at.astimezone(datetime.timezone.utc)
+    return generated_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _host_entry(host, result):
+    if not isinstance(result, dict):
+        raise ValueError("host %s: %r is not an audit result (a mapping)" % (host, result))
+    if result.get("unreachable") or result.get("failed") or result.get("skipped"):
+        status = "unreachable" if result.get("unreachable") else "failed"
+        error = result.get("msg") or result.get("skip_reason") or status
+        return {"status": status, "compliant": None, "error": str(error), "findings": [], "listeners": [],
+                "allowlist": [], "probe": None}
+    for field in ("compliant", "findings", "listeners", "allowlist"):
+        if field not in result:
+            raise ValueError("host %s: the audit result has no %r; pass what port_audit returns" % (host, field))
+    for position, item in enumerate(result["findings"]):
+        if not isinstance(item, dict) or item.get("kind") not in KINDS or item.get("severity") not in SEVERITIES:
+            raise ValueError("host %s: findings[%d] is not a finding of a known kind and severity: %r"
+                             % (host, position, item))
+    compliant = result["compliant"]
+    if not isinstance(compliant, bool):
+        raise ValueError("host %s: compliant: %r must be true or false" % (host, compliant))
+    return {"status": "compliant" if compliant else "noncompliant", "compliant": compliant, "error": None,
+            "findings": copy.deepcopy(result["findings"]), "listeners": copy.deepcopy(result["listeners"]),
+            "allowlist": copy.deepcopy(result["allowlist"]), "probe": copy.deepcopy(result.get("probe"))}
+
+
+def build_report(results_by_host, generated_at, tool_version):
+    """The JSON report (a dict) of {host: audit result}; see docs/report.schema.json."""
+    if not isinstance(results_by_host, dict):
+        raise ValueError("expected a mapping of host name to audit result, got %s" % type(results_by_host).__name__)
+    hosts = {str(host): _host_entry(host, results_by_host[host]) for host in sorted(results_by_host, key=str)}
+    statuses = [entry["status"] for entry in hosts.values()]
+    counts = dict.fromkeys(SEVERITIES, 0)
+    for entry in hosts.values():
+        for item in entry["findings"]:
+            counts[item["severity"]] += 1
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "generated_at": _utc_timestamp(generated_at),
+        "tool": {"name": TOOL_NAME, "version": str(tool_version)},
+        "summary": {"hosts": len(hosts), "compliant": statuses.count("compliant"),
+                    "noncompliant": statuses.count("noncompliant"),
+                    "unreachable": statuses.count("unreachable") + statuses.count("failed"),
+                    "findings": counts},
+        "hosts": hosts,
+    }
+
+
+def render_json(report):
+    return json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def render_text(report):
+    """For a console: the fleet's summary, every finding worse than info, and the hosts not audited."""
+    summary = report["summary"]
+    lines = ["%d hosts: %d compliant, %d not compliant, %d not audited; findings: %s" % (
+        summary["hosts"], summary["compliant"], summary["noncompliant"], summary["unreachable"],
+        ", ".join("%d %s" % (summary["findings"][severity], severity) for severity in SEVERITIES))]
+    rows = [(host, item["severity"], KINDS[item["kind"]].title, where(item), processes_text(item["processes"]))
+            for host, entry in report["hosts"].items() for item in entry["findings"] if item["severity"] != "info"]
+    if rows:
+        lines += [""] + align(("HOST", "SEVERITY", "FINDING", "WHERE", "PROCESSES"), rows)
+    lines += ["%s: not audited (%s): %s" % (host, entry["status"], entry["error"])
+              for host, entry in report["hosts"].items() if entry["status"] in ("unreachable", "failed")]
+    return "\n".join(lines) + "\n"
+
+
+# --- words shared by every rendering --------------------------------------------------------------
+
+def address_port(finding):
+    """0.0.0.0:8080, [::]:8443, or *:443 for an allowlist entry (no address)."""
+    address = finding["address"]
+    if address is None:
+        address = "*"
+    elif ":" in address:
+        address = "[%s]" % address
+    return "%s:%s" % (address, finding["port"])
+
+
+def where(finding):
+    return "%s %s" % (finding["protocol"], address_port(finding))
+
+
+def found_by(finding):
+    return "found on the host" if finding["source"] == "host" else "found by the controller's probe"
+
+
+def processes_text(processes):
+    """sshd (36) in ssh.service; each program once, with its pids and unit."""
+    by_program = {}
+    for process in processes:
+        by_program.setdefault((process["name"], process.get("unit")), []).append(str(process["pid"]))
+    return "; ".join("%s (%s)%s" % (name, ",".join(pids), " in " + unit if unit else "")
+                     for (name, unit), pids in by_program.items()) or "-"
+
+
+def control_text(control):
+    return "%s %s %s: %s" % (control["benchmark"], control["version"], control["id"], control["title"])
+
+
+def rule_label(rule):
+    """allow tcp/22 (any, from anywhere) #0 SSH"""
+    if rule["bind"] == "loopback":
+        reach = "loopback, local clients only"
+    else:
+        reach = "%s, from %s" % (rule["bind"], ", ".join(rule["sources"]) or "anywhere")
+    family = "" if rule["family"] == "any" else " " + rule["family"]
+    label = rule["comment"] or rule["process"]
+    return "allow %s/%s%s (%s) #%d%s" % (rule["protocol"], rule["port"], family, reach, rule["index"],
+                                         " " + label if label else "")
+
+
+def finding_details(finding):
+    """Several lines of plain text: everything a finding says."""
+    lines = ["[%s] %s: %s" % (finding["severity"], finding["kind"], finding["message"]),
+             "where: %s (%s), %s" % (where(finding), finding["family"], found_by(finding)),
+             "processes: %s" % processes_text(finding["processes"])]
+    lines.extend("  pid %s: %s" % (process["pid"], process.get("cmdline") or process["name"])
+                 for process in finding["processes"])
+    if finding["rule"] is not None:
+        lines.append("allowlist entry: #%d" % finding["rule"])
+    lines.extend("control: %s" % control_text(control) for control in finding["controls"])
+    lines.append("remediation: %s" % finding["remediation"])
+    return "\n".join(lines)
+
+
+def probed(probe):
+    """Whether the controller probed the host: a probe record not marked as disabled."""
+    return probe is not None and probe.get("enabled", True)
+
+
+def _xml(text):
+    """Text safe for XML 1.0: characters it cannot carry become \\xNN."""
+    return _XML_INVALID.sub(lambda match: "\\x%02x" % ord(match.group()), str(text))
+
+
+# --- JUnit XML ------------------------------------------------------------------------------------
+
+def _groups(entry):
+    """[(check kind or None, name, findings)] of an audited host: allowlist entries, then host-wide checks."""
+    by_rule = {rule["index"]: (None, rule_label(rule), []) for rule in entry["allowlist"]}
+    checks = {kind: (kind, KINDS[kind].check, []) for kind in STANDING_CHECKS}
+    for item in entry["findings"]:
+        kind = item["kind"]
+        group = by_rule.get(item["rule"]) or checks.setdefault(kind, (kind, KINDS[kind].check, []))
+        group[2].append(item)
+    return [by_rule[index] for index in sorted(by_rule)] + [checks[kind] for kind in KIND_ORDER if kind in checks]
+
+
+def _test_cases(entry):
+    """[(name, failing finding or None, info findings, reason to skip or None)] of an audited host.
+
+    A group (allowlist entry or check) without findings above info is one test case; otherwise each such
+    finding is a test case of its own, "<group>: <where>", so that every one shows in CI with its message
+    (one <failure> per test case: Jenkins, GitLab and most readers show only the first).
+    """
+    cases = []
+    for check, name, findings in _groups(entry):
+        failing = [item for item in findings if item["severity"] != "info"]
+        infos = [item for item in findings if item["severity"] == "info"]
+        if not failing:
+            unprobed = check == "reachable_not_allowed" and not probed(entry["probe"])
+            cases.append((name, None, infos, "the controller did not probe this host" if unprobed else None))
+        for position, item in enumerate(failing):
+            cases.append(("%s: %s" % (name, where(item)), item, infos if position == 0 else [], None))
+    seen = {}
+    for position, (name, *rest) in enumerate(cases):  # the same socket twice in a group: number them
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:
+            cases[position] = ("%s (%d)" % (name, seen[name]), *rest)
+    return cases
+
+
+def _add_case(suite, host, name, failing, infos, skipped_because):
+    case = ET.SubElement(suite, "testcase", {"classname": _xml(host), "name": _xml(name), "time": "0"})
+    if failing:
+        ET.SubElement(case, "failure", {
+            "message": _xml("[%s] %s" % (failing["severity"], failing["message"])), "type": failing["kind"],
+        }).text = _xml(finding_details(failing))
+    elif skipped_because:
+        ET.SubElement(case, "skipped", {"message": skipped_because})
+    if infos:
+        ET.SubElement(case, "system-out").text = _xml("\n\n".join(finding_details(item) for item in infos))
+
+
+def render_junit(report):
+    """JUnit XML: a test suite per host, test cases per allowlist entry and host-wide check (see _test_cases)."""
+    timestamp = report["generated_at"].rstrip("Z")
+    root = ET.Element("testsuites", {"name": "portcullis audit"})
+    totals = dict.fromkeys(("tests", "failures", "errors", "skipped"), 0)
+    for host, entry in report["hosts"].items():
+        suite = ET.SubElement(root, "testsuite", {"name": _xml(host), "hostname": _xml(host), "timestamp": timestamp})
+        counts = dict.fromkeys(totals, 0)
+        if entry["error"] is not None:
+            case = ET.SubElement(suite, "testcase", {"classname": _xml(host), "name": "audited", "time": "0"})
+            ET.SubElement(case, "error", {"message": _xml(entry["error"]), "type": entry["status"]}).text = _xml(
+                "%s could not be audited (%s): %s" % (host, entry["status"], entry["error"]))
+            counts.update(tests=1, errors=1)
+        else:
+            for name, failing, infos, skipped_because in _test_cases(entry):
+                _add_case(suite, host, name, failing, infos, skipped_because)
+                counts["tests"] += 1
+                counts["failures"] += failing is not None
+                counts["skipped"] += failing is None and skipped_because is not None
+        for key, value in counts.items():
+            suite.set(key, str(value))
+            totals[key] += value
+        suite.set("time", "0")
+    for key, value in totals.items():
+        root.set(key, str(value))
+    root.set("time", "0")
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+# --- SARIF 2.1.0 ----------------------------------------------------------------------------------
+
+def _sarif_rule(kind, findings):
+    info = KINDS[kind]
+    controls = {}
+    for item in findings:
+        for control in item["controls"]:
+            controls.setdefault((control["id"], control["benchmark"], control["version"]), control)
+    tags = ["security", "network", "compliance"] + sorted({"CIS " + key[0] for key in controls})
+    properties = {"tags": tags, "controls": [controls[key] for key in sorted(controls)]}
+    if info.severity in SECURITY_SEVERITY:
+        properties["security-severity"] = SECURITY_SEVERITY[info.severity]
+    return {"id": kind, "name": info.name, "shortDescription": {"text": info.title},
+            "fullDescription": {"text": info.description}, "helpUri": "%s#%s" % (DOCS_URL, kind),
+            "help": {"text": "%s Each result says what to do in properties.remediation." % info.description},
+            "defaultConfiguration": {"level": SARIF_LEVELS[info.severity]}, "properties": properties}
+
+
+def fingerprint(host, finding):
+    """Stable across runs for the same problem on the same host."""
+    parts = (host, finding["kind"], finding["protocol"], finding["address"], finding["port"])
+    key = "\x1f".join(str(part) for part in parts)
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def _sarif_result(host, finding):
+    name = "%s/%s" % (finding["protocol"], address_port(finding))
+    return {
+        "ruleId": finding["kind"],
+        "ruleIndex": KIND_ORDER.index(finding["kind"]),
+        "level": SARIF_LEVELS[finding["severity"]],
+        "message": {"text": finding["message"]},
+        "locations": [{
+            # GitHub code scanning rejects a file whose results name no artifact: the host stands in for one.
+            "physicalLocation": {"artifactLocation": {"uri": "hosts/" + quote(host, safe="")},
+                                 "region": {"startLine": 1}},
+            "logicalLocations": [{"name": name, "fullyQualifiedName": "%s/%s" % (host, name), "kind": "resource"}],
+        }],
+        "partialFingerprints": {"portcullisFinding/v1": fingerprint(host, finding)},
+        "properties": {"host": host, "severity": finding["severity"], "remediation": finding["remediation"],
+                       "controls": finding["controls"], "source": finding["source"],
+                       "processes": finding["processes"]},
+    }
+
+
+def render_sarif(report):
+    """SARIF 2.1.0: one run, a rule per finding kind, a result per finding; hosts not audited as notifications."""
+    results, notifications = [], []
+    by_kind = {kind: [] for kind in KIND_ORDER}
+    for host, entry in report["hosts"].items():
+        if entry["error"] is not None:
+            notifications.append({"level": "error",
+                                  "message": {"text": "%s could not be audited (%s): %s" % (
+                                      host, entry["status"], entry["error"])},
+                                  "properties": {"host": host, "status": entry["status"]}})
+        for item in entry["findings"]:
+            results.append(_sarif_result(host, item))
+            by_kind[item["kind"]].append(item)
+    sarif = {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {"name": "portcullis", "fullName": TOOL_NAME, "version": report["tool"]["version"],
+                                "informationUri": DOCS_URL,
+                                "rules": [_sarif_rule(kind, by_kind[kind]) for kind in KIND_ORDER]}},
+            "invocations": [{"executionSuccessful": not notifications, "endTimeUtc": report["generated_at"],
+                             "toolExecutionNotifications": notifications}],
+            "results": results,
+            "properties": {"summary": report["summary"]},
+        }],
+    }
+    return json.dumps(sarif, indent=2, sort_keys=True, ensure_ascii=False) + "\n"

@@ -1,0 +1,387 @@
+# Copyright (c) Portcullis contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+import copy
+import datetime
+import html
+import json
+import os
+import re
+import sys
+import xml.etree.ElementTree as ET
+
+import jsonschema
+import pytest
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.portcullis.hardening.plugins.filter.audit_report import audit_report
+from ansible_collections.portcullis.hardening.plugins.plugin_utils._report_html import render_html
+from ansible_collections.portcullis.hardening.plugins.plugin_utils._reports import (
+    KIND_ORDER,
+    build_report,
+    render_json,
+    render_junit,
+    render_sarif,
+    render_text,
+    where,
+)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+COLLECTION = os.path.abspath(os.path.join(HERE, "..", "..", "..", ".."))
+REPORT_SCHEMA = os.path.join(COLLECTION, "docs", "report.schema.json")
+# The SARIF 2.1.0 schema as the SARIF SDK publishes it (json.schemastore.org/sarif-2.1.0.json), from the npm
+# package @microsoft/sarif-multitool-ts, installed into the venv: npm install --prefix .venv --no-save ...
+SARIF_SCHEMA = os.path.join(sys.prefix, "node_modules", "@microsoft", "sarif-multitool-ts", "assets",
+                            "sarif-2.1.0.schema.json")
+GENERATED_AT = "2025-06-01T09:30:00Z"
+COMPLIANT, NONCOMPLIANT, UNREACHABLE = "web-01.example.org", "app-01.example.org", "db-01.example.org"
+
+
+def load_json(path):
+    with open(path, encoding="utf-8") as source:
+        return json.load(source)
+
+
+@pytest.fixture
+def results():
+    """Three hosts as the audit playbook collects them: compliant, not compliant (every finding kind), unreachable.
+
+    The findings were made by port_audit's own logic (module_utils/_audit.py) from the listeners and allowlists.
+    """
+    return load_json(os.path.join(HERE, "fixtures", "audit_results.json"))
+
+
+@pytest.fixture
+def report(results):
+    return build_report(results, GENERATED_AT, "0.1.0")
+
+
+def validate(instance, schema):
+    validator = jsonschema.validators.validator_for(schema)
+    validator.check_schema(schema)
+    validator(schema, format_checker=validator.FORMAT_CHECKER).validate(instance)
+
+
+def test_fixture_has_every_finding_kind(results):
+    assert {item["kind"] for item in results[NONCOMPLIANT]["findings"]} == set(KIND_ORDER)
+    assert results[COMPLIANT]["compliant"] and results[COMPLIANT]["findings"]  # an info finding only
+
+
+# --- JSON -------------------------------------------------------------------------------------------
+
+def test_json_report_validates_against_its_schema(report):
+    validate(json.loads(render_json(report)), load_json(REPORT_SCHEMA))
+
+
+def test_summary_counts_every_host_and_finding(report):
+    assert report["summary"] == {"hosts": 3, "compliant": 1, "noncompliant": 1, "unreachable": 1,
+                                 "findings": {"high": 6, "medium": 1, "low": 1, "info": 5}}
+    assert list(report["hosts"]) == [NONCOMPLIANT, UNREACHABLE, COMPLIANT]
+    assert [entry["status"] for entry in report["hosts"].values()] == ["noncompliant", "unreachable", "compliant"]
+    assert report["hosts"][UNREACHABLE] == {
+        "status": "unreachable", "compliant": None, "findings": [], "listeners": [], "allowlist": [], "probe": None,
+        "error": "Failed to connect to the host via ssh: ssh: connect to host 192.0.2.30 port 22: No route to host"}
+    assert report["generated_at"] == GENERATED_AT
+    assert report["tool"] == {"name": "portcullis.hardening", "version": "0.1.0"}
+
+
+@pytest.mark.parametrize("generated_at", [
+    "2025-06-01T09:30:00Z",
+    "2025-06-01T09:30:00+00:00",
+    "2025-06-01T11:30:00+02:00",
+    "2025-06-01 09:30:00",
+    datetime.datetime(2025, 6, 1, 9, 30, tzinfo=datetime.timezone.utc),
+    datetime.datetime(2025, 6, 1, 9, 30),
+])
+def test_generated_at_is_utc_to_the_second(results, generated_at):
+    assert build_report(results, generated_at, "0.1.0")["generated_at"] == GENERATED_AT
+
+
+def test_same_input_gives_byte_identical_reports(results):
+    shuffled = {host: results[host] for host in reversed(list(results))}
+    for render in (render_json, render_junit, render_sarif, render_html):
+        first = render(build_report(results, GENERATED_AT, "0.1.0"))
+        assert render(build_report(shuffled, GENERATED_AT, "0.1.0")) == first
+        assert render(build_report(copy.deepcopy(results), GENERATED_AT, "0.1.0")) == first
+
+
+@pytest.mark.parametrize("result, status, error", [
+    ({"unreachable": True, "msg": "ssh: no route to host"}, "unreachable", "ssh: no route to host"),
+    ({"failed": True, "msg": "allowlist[2].port: 70000 is outside 1-65535"}, "failed",
+     "allowlist[2].port: 70000 is outside 1-65535"),
+    ({"failed": True}, "failed", "failed"),
+    ({"skipped": True, "skip_reason": "Conditional result was False"}, "failed", "Conditional result was False"),
+])
+def test_hosts_not_audited_are_reported_not_dropped(result, status, error):
+    entry = build_report({"h1": result}, GENERATED_AT, "0.1.0")["hosts"]["h1"]
+    assert (entry["status"], entry["compliant"], entry["error"]) == (status, None, error)
+
+
+@pytest.mark.parametrize("results_by_host, generated_at, problem", [
+    (["web-01"], GENERATED_AT, "expected a mapping of host name to audit result, got list"),
+    ({"h1": "unreachable"}, GENERATED_AT, "host h1: 'unreachable' is not an audit result"),
+    ({"h1": {"compliant": True, "listeners": [], "allowlist": []}}, GENERATED_AT, "has no 'findings'"),
+    ({"h1": {"compliant": "yes", "findings": [], "listeners": [], "allowlist": []}}, GENERATED_AT,
+     "compliant: 'yes' must be true or false"),
+    ({"h1": {"compliant": False, "findings": [{"kind": "open_port", "severity": "high"}], "listeners": [],
+             "allowlist": []}}, GENERATED_AT, "findings[0] is not a finding of a known kind and severity"),
+    ({}, "yesterday", "generated_at: 'yesterday' is not an ISO-8601 date and time"),
+    ({}, 1717234200, "generated_at: 1717234200 must be an ISO-8601 text or a datetime"),
+])
+def test_bad_input_is_named(results_by_host, generated_at, problem):
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        build_report(results_by_host, generated_at, "0.1.0")
+
+
+# --- JUnit ------------------------------------------------------------------------------------------
+
+def suite_counts(suite):
+    cases = suite.findall("testcase")
+    return {"tests": len(cases),
+            "failures": sum(1 for case in cases if case.find("failure") is not None),
+            "errors": sum(1 for case in cases if case.find("error") is not None),
+            "skipped": sum(1 for case in cases if case.find("skipped") is not None)}
+
+
+def test_junit_counts_are_exact_per_suite_and_in_total(report):
+    root = ET.fromstring(render_junit(report))
+    suites = {suite.get("name"): suite for suite in root.findall("testsuite")}
+    expected = {
+        # 6 allowlist entries, 4 of them failing once; 3 unexpected listeners and 1 reachable port, a test case
+        # each; 1 check with info findings only
+        NONCOMPLIANT: {"tests": 6 + 3 + 1 + 1, "failures": 8, "errors": 0, "skipped": 0},
+        UNREACHABLE: {"tests": 1, "failures": 0, "errors": 1, "skipped": 0},
+        COMPLIANT: {"tests": 3 + 2, "failures": 0, "errors": 0, "skipped": 0},  # 3 entries, 2 standing checks
+    }
+    assert list(suites) == list(expected)
+    for host, counts in expected.items():
+        assert suite_counts(suites[host]) == counts
+        assert {key: int(suites[host].get(key)) for key in counts} == counts
+    assert {key: int(root.get(key)) for key in ("tests", "failures", "errors", "skipped")} == {
+        "tests": 17, "failures": 8, "errors": 1, "skipped": 0}
+    assert sum(report["summary"]["findings"][severity] for severity in ("high", "medium", "low")) == 8
+    for suite in root:
+        names = [case.get("name") for case in suite]
+        assert len(set(names)) == len(names)
+        assert all(case.get("classname") == suite.get("name") for case in suite)
+        assert all(len(case.findall("failure")) <= 1 for case in suite)
+
+
+def test_junit_puts_each_finding_in_its_test_case(report):
+    root = ET.fromstring(render_junit(report))
+    checks = {"unexpected_listener": "no unexpected listeners",
+              "reachable_not_allowed": "no reachable ports outside the allowlist",
+              "listening_but_filtered": "listening ports the controller cannot reach"}
+    for host in (NONCOMPLIANT, COMPLIANT):
+        cases = list(root.find("testsuite[@name='%s']" % host))
+        for item in report["hosts"][host]["findings"]:
+            group = checks[item["kind"]] if item["rule"] is None else "allow %s/%s " % (item["protocol"], item["port"])
+            if item["severity"] == "info":
+                [case] = [case for case in cases if case.find("system-out") is not None
+                          and item["message"] in case.find("system-out").text]
+                assert case.get("name").startswith(group)
+            else:
+                [case] = [case for case in cases if case.find("failure") is not None
+                          and item["message"] in case.find("failure").get("message")]
+                failure = case.find("failure")
+                assert case.get("name").startswith(group) and case.get("name").endswith(": " + where(item))
+                assert failure.get("type") == item["kind"] and failure.get("message").startswith(
+                    "[%s] " % item["severity"])
+                assert item["remediation"] in failure.text
+    unreachable = root.find("testsuite[@name='%s']/testcase/error" % UNREACHABLE)
+    assert unreachable.get("type") == "unreachable" and "No route to host" in unreachable.get("message")
+
+
+def test_junit_names_each_allowlist_entry_and_check(report):
+    root = ET.fromstring(render_junit(report))
+    names = [case.get("name") for case in root.find("testsuite[@name='%s']" % NONCOMPLIANT)]
+    assert names == [
+        "allow tcp/22 (any, from anywhere) #0 SSH",
+        "allow tcp/8080 (any, from anywhere) #1 web front-end: tcp 0.0.0.0:8080",
+        "allow tcp/6379 (loopback, local clients only) #2 cache, for local clients only: tcp 0.0.0.0:6379",
+        "allow tcp/443 (any, from anywhere) #3 HTTPS, not deployed yet",
+        "allow tcp/5432 (any, from 10.20.0.0/16) #4 PostgreSQL from the app network: tcp 192.0.2.20:5432",
+        "allow tcp/9100 ipv4 (any, from 10.0.0.0/8) #5 node exporter for Prometheus: tcp 192.0.2.20:9100",
+        "no unexpected listeners: tcp 0.0.0.0:3000",
+        "no unexpected listeners: tcp [::]:8443",
+        "no unexpected listeners: udp 0.0.0.0:9999",
+        "no reachable ports outside the allowlist: tcp [2001:db8::20]:8443",
+        "listening ports the controller cannot reach",
+    ]
+
+
+def test_junit_test_case_names_stay_unique(results):
+    entry = results[NONCOMPLIANT]
+    twice = [item for item in entry["findings"] if item["kind"] == "wider_bind_than_allowed"] * 2
+    entry["findings"] = twice + [dict(twice[0], address="::", family="ipv6")]
+    names = [case.get("name") for case in ET.fromstring(render_junit(build_report(
+        {NONCOMPLIANT: entry}, GENERATED_AT, "0.1.0"))).find("testsuite") if case.find("failure") is not None]
+    group = "allow tcp/6379 (loopback, local clients only) #2 cache, for local clients only: "
+    assert names == [group + "tcp 0.0.0.0:6379", group + "tcp 0.0.0.0:6379 (2)", group + "tcp [::]:6379"]
+
+
+@pytest.mark.parametrize("probe", [None, {"enabled": False, "addresses": [], "ports": {}}])
+def test_junit_skips_the_reachability_check_without_a_probe(results, probe):
+    results[COMPLIANT]["probe"] = probe
+    suite = ET.fromstring(render_junit(build_report(results, GENERATED_AT, "0.1.0"))).find(
+        "testsuite[@name='%s']" % COMPLIANT)
+    [skipped] = [case for case in suite if case.find("skipped") is not None]
+    assert skipped.get("name") == "no reachable ports outside the allowlist"
+    assert (suite.get("tests"), suite.get("skipped")) == ("5", "1")
+
+
+# --- SARIF ------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sarif_schema():
+    if not os.path.isfile(SARIF_SCHEMA):
+        pytest.fail("The SARIF 2.1.0 schema is missing at %s: npm install --prefix %s --no-save "
+                    "@microsoft/sarif-multitool-ts@5.7.0" % (SARIF_SCHEMA, sys.prefix))
+    schema = load_json(SARIF_SCHEMA)
+    assert schema["title"] == "Static Analysis Results Format (SARIF) Version 2.1.0 JSON Schema"
+    return schema
+
+
+def test_sarif_validates_against_the_sarif_2_1_0_schema(report, sarif_schema):
+    validate(json.loads(render_sarif(report)), sarif_schema)
+
+
+def test_sarif_has_a_rule_per_kind_and_a_result_per_finding(report):
+    sarif = json.loads(render_sarif(report))
+    assert (sarif["$schema"], sarif["version"]) == ("https://json.schemastore.org/sarif-2.1.0.json", "2.1.0")
+    [run] = sarif["runs"]
+    rules = run["tool"]["driver"]["rules"]
+    assert run["tool"]["driver"]["name"] == "portcullis"
+    assert [rule["id"] for rule in rules] == list(KIND_ORDER)
+    for rule in rules:
+        assert rule["name"] and rule["shortDescription"]["text"] and rule["fullDescription"]["text"]
+        assert rule["helpUri"].endswith("docs/reports.md#" + rule["id"])
+        assert rule["defaultConfiguration"]["level"] in ("error", "warning", "note")
+    assert "CIS 2.1.22" in rules[KIND_ORDER.index("unexpected_listener")]["properties"]["tags"]
+    findings = [(host, item) for host, entry in report["hosts"].items() for item in entry["findings"]]
+    assert len(run["results"]) == len(findings) == 13
+    for result, (host, item) in zip(run["results"], findings):
+        assert rules[result["ruleIndex"]]["id"] == result["ruleId"] == item["kind"]
+        assert result["message"]["text"] == item["message"]
+        assert result["properties"]["host"] == host and result["properties"]["remediation"] == item["remediation"]
+        [location] = result["locations"]
+        [logical] = location["logicalLocations"]
+        assert logical["fullyQualifiedName"] == host + "/" + logical["name"] and logical["kind"] == "resource"
+        assert location["physicalLocation"]["artifactLocation"]["uri"] == "hosts/" + host
+    fingerprints = [result["partialFingerprints"]["portcullisFinding/v1"] for result in run["results"]]
+    assert len(set(fingerprints)) == len(fingerprints)
+
+
+@pytest.mark.parametrize("severity, level", [("high", "error"), ("medium", "warning"), ("low", "note"),
+                                             ("info", "note")])
+def test_sarif_level_follows_severity(report, severity, level):
+    results = json.loads(render_sarif(report))["runs"][0]["results"]
+    assert {result["level"] for result in results if result["properties"]["severity"] == severity} == {level}
+
+
+def test_sarif_logical_location_names_host_and_socket(report):
+    results = json.loads(render_sarif(report))["runs"][0]["results"]
+    names = {result["locations"][0]["logicalLocations"][0]["fullyQualifiedName"] for result in results}
+    assert {"app-01.example.org/tcp/0.0.0.0:3000", "app-01.example.org/tcp/[::]:8443",
+            "app-01.example.org/udp/0.0.0.0:9999", "web-01.example.org/tcp/*:80"} <= names
+
+
+def test_sarif_fingerprints_are_stable_and_hosts_not_audited_are_notifications(results, report):
+    results[NONCOMPLIANT]["findings"].reverse()
+    again = json.loads(render_sarif(build_report(results, GENERATED_AT, "0.1.0")))["runs"][0]
+    run = json.loads(render_sarif(report))["runs"][0]
+    assert sorted(r["partialFingerprints"]["portcullisFinding/v1"] for r in run["results"]) == sorted(
+        r["partialFingerprints"]["portcullisFinding/v1"] for r in again["results"])
+    [invocation] = run["invocations"]
+    [notification] = invocation["toolExecutionNotifications"]
+    assert invocation["executionSuccessful"] is False
+    assert notification["level"] == "error" and notification["properties"]["host"] == UNREACHABLE
+    assert "No route to host" in notification["message"]["text"]
+
+
+# --- HTML -------------------------------------------------------------------------------------------
+
+def test_html_shows_every_host_and_finding(report):
+    page = render_html(report)
+    for host, entry in report["hosts"].items():
+        assert html.escape(host) in page
+        for item in entry["findings"]:
+            assert html.escape(item["message"]) in page and html.escape(item["remediation"]) in page
+    assert html.escape(report["hosts"][UNREACHABLE]["error"]) in page
+    fleet_table = page.split('id="findings"')[1].split("<h2>")[0]
+    assert fleet_table.count("<tr class=\"sev-") == 8  # every finding above info, across the fleet
+
+
+def test_html_is_self_contained(report):
+    page = render_html(report)
+    assert "http://" not in page and "https://" not in page
+    assert all(target.startswith("#") for target in re.findall(r'(?:href|src)="([^"]*)"', page))
+    assert "<script" not in page.lower() and "url(" not in page and "@import" not in page
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+
+
+def test_reports_survive_hostile_text(results):
+    hostile_cmd = '/opt/x --name=<script>alert("owned")</script> & \x1b[31m'
+    hostile_host = 'evil<img src=x onerror=alert(1)>"&'
+    results[hostile_host] = results.pop(COMPLIANT)
+    for listener in results[hostile_host]["listeners"]:
+        for process in listener["processes"]:
+            process["cmdline"] = hostile_cmd
+    item = results[NONCOMPLIANT]["findings"][0]
+    item["message"] = "</td></tr></table><script>alert(2)</script>"
+    item["processes"][0]["cmdline"] = hostile_cmd
+    report = build_report(results, GENERATED_AT, "0.1.0")
+
+    page = render_html(report)
+    assert "<script" not in page and "<img" not in page
+    assert html.escape(hostile_cmd) in page and html.escape(hostile_host) in page
+    assert html.escape(item["message"]) in page
+
+    root = ET.fromstring(render_junit(report))  # control characters do not break the XML
+    assert root.find("testsuite[@name='%s']" % hostile_host) is not None
+    failures = "".join(failure.get("message") + failure.text for failure in root.iter("failure"))
+    assert item["message"] in failures and "\\x1b[31m" in failures and "\x1b" not in failures
+    assert json.loads(render_sarif(report))["runs"][0]["results"][0]["message"]["text"] == item["message"]
+    assert json.loads(render_json(report))["hosts"][hostile_host]["listeners"][0]["processes"][0]["cmdline"] == (
+        hostile_cmd)
+
+
+# --- the filter -------------------------------------------------------------------------------------
+
+def test_filter_renders_each_format(results, report):
+    for name, render in (("json", render_json), ("junit", render_junit), ("sarif", render_sarif),
+                         ("html", render_html)):
+        assert audit_report(results, name, GENERATED_AT) == render(report)
+
+
+@pytest.mark.parametrize("results_by_host, report_format, problem", [
+    ({}, "pdf", "format 'pdf' is not one of: json, junit, sarif, html"),
+    ("web-01", "json", "expected a mapping of host name to audit result, got str"),
+    ({"h1": {"compliant": True, "findings": [{"kind": "unexpected_listener", "severity": "high"}], "listeners": [],
+             "allowlist": []}}, "junit", "an audit result lacks a field or has a wrong type"),
+])
+def test_filter_names_the_problem(results_by_host, report_format, problem):
+    with pytest.raises(AnsibleFilterError, match=re.escape(problem)):
+        audit_report(results_by_host, report_format, GENERATED_AT)
+
+
+def test_text_summary_for_a_console(results):
+    text = render_text(build_report(results, "2026-11-24T12:00:00Z", "0.1.0"))
+    lines = text.splitlines()
+    report = build_report(results, "2026-11-24T12:00:00Z", "0.1.0")
+    summary = report["summary"]
+    assert lines[0] == "%d hosts: %d compliant, %d not compliant, %d not audited; findings: %d high, %d medium, " \
+        "%d low, %d info" % (summary["hosts"], summary["compliant"], summary["noncompliant"], summary["unreachable"],
+                             *(summary["findings"][s] for s in ("high", "medium", "low", "info")))
+    assert lines[2].split() == ["HOST", "SEVERITY", "FINDING", "WHERE", "PROCESSES"]
+    worse_than_info = [(host, item) for host, entry in report["hosts"].items() for item in entry["findings"]
+                       if item["severity"] != "info"]
+    table = lines[3:3 + len(worse_than_info)]
+    for line, (host, item) in zip(table, worse_than_info):
+        assert line.startswith(host) and item["severity"] in line and str(item["port"]) in line
+    not_audited = [host for host, entry in report["hosts"].items() if entry["status"] in ("unreachable", "failed")]
+    assert [line.split(":")[0] for line in lines[3 + len(worse_than_info):]] == not_audited
