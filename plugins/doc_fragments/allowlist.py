@@ -12,8 +12,8 @@ options:
   allowlist:
     description:
       - What may listen. Every entry allows one port or port range for one protocol.
-      - Validated as a whole before anything runs; an error names the entry index, the field and the value
-        (for example C(allowlist[2].sources[0]: '10.0.0.1/8' has host bits set)). Duplicated entries and
+      - Validated as a whole before anything runs; an error names the entry index, the field and the value,
+        for example that C(allowlist[2].sources[0]) V(10.0.0.1/8) has host bits set. Duplicated entries and
         entries that contradict each other for the same port (different O(allowlist[].bind), or different
         O(allowlist[].process)) are errors.
     type: list

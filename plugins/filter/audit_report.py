@@ -17,7 +17,7 @@ description:
     reports (a test suite per host, a test case per allowlist entry and host-wide check, and a failing one per
     finding above info); V(sarif) is SARIF 2.1.0 for code scanning (a rule per finding kind, a result per
     finding); V(html) is one self-contained page for people, findings first; V(text) is a short summary for a
-    console: the counts, a table of every finding above info, and the hosts not audited.
+    console, with the counts, a table of every finding above info, and the hosts not audited.
   - A host whose result is marked C(unreachable) or C(failed) (with its C(msg)) is reported as not audited,
     in every format.
   - The same input gives the same text, byte for byte.

@@ -189,8 +189,8 @@ def parse_allowlist(entries):
     for rule in rules:
         first = seen.setdefault(rule.identity(), rule)
         if first is not rule:
-            raise AllowlistError("allowlist[%d]: duplicates allowlist[%d] (%s)" % (rule.index, first.index,
-                                                                                    rule.describe()))
+            raise AllowlistError("allowlist[%d]: duplicates allowlist[%d] (%s)"
+                                 % (rule.index, first.index, rule.describe()))
     for position, rule in enumerate(rules):
         for other in rules[:position]:
             if not rule.overlaps(other):

@@ -221,7 +221,7 @@ def probe_findings(listeners, rules, probe):
 
 def sort_findings(findings):
     def key(item):
-        port = item["port"] if isinstance(item["port"], int) else int(str(item["port"]).split("-")[0])
+        port = item["port"] if isinstance(item["port"], int) else int(str(item["port"]).split("-", maxsplit=1)[0])
         return (SEVERITIES.index(item["severity"]), item["kind"], item["protocol"], port, item["address"] or "")
     return sorted(findings, key=key)
 

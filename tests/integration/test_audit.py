@@ -10,7 +10,7 @@ import json
 import os
 import socket
 import subprocess
-import xml.etree.ElementTree as ElementTree
+from xml.etree import ElementTree
 
 import pytest
 

@@ -28,9 +28,8 @@ def run_module(capsys, args):
 
 
 def test_audits_given_listeners(capsys):
-    code, result = run_module(capsys, {"allowlist": [{"port": 22, "process": "sshd"}, {"port": 3306,
-                                                                                      "bind": "loopback"}],
-                                       "listeners": LISTENERS, "_ansible_check_mode": True})
+    allowlist = [{"port": 22, "process": "sshd"}, {"port": 3306, "bind": "loopback"}]
+    code, result = run_module(capsys, {"allowlist": allowlist, "listeners": LISTENERS, "_ansible_check_mode": True})
     assert code == 0 and result["changed"] is False and result["compliant"] is False
     assert [(f["kind"], f["port"], f["rule"]) for f in result["findings"]] == [("wider_bind_than_allowed", 3306, 1)]
     assert result["allowlist"][1] == {"index": 1, "port": 3306, "protocol": "tcp", "family": "any",
