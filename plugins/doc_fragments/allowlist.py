@@ -6,20 +6,8 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    # The allowlist entry, shared by every module that takes an allowlist (plugins/module_utils/_allowlist.py).
-    DOCUMENTATION = r"""
-options:
-  allowlist:
-    description:
-      - What may listen. Every entry allows one port or port range for one protocol.
-      - Validated as a whole before anything runs; an error names the entry index, the field and the value,
-        for example that C(allowlist[2].sources[0]) V(10.0.0.1/8) has host bits set. Duplicated entries and
-        entries that contradict each other for the same port (different O(allowlist[].bind), or different
-        O(allowlist[].process)) are errors.
-    type: list
-    elements: dict
-    default: []
-    suboptions:
+    # The allowlist entry (plugins/module_utils/_allowlist.py), shared by every option that takes entries.
+    _ENTRY = r"""
       port:
         description:
           - A port (V(22)) or an inclusive range written V("LOW-HIGH") (V("60000-61000")), within 1-65535.
@@ -59,3 +47,21 @@ options:
         description: Free text carried into the reports.
         type: str
 """
+
+    DOCUMENTATION = r"""
+options:
+  allowlist:
+    description:
+      - What may listen. Every entry allows one port or port range for one protocol.
+      - Validated as a whole before anything runs; an error names the entry index, the field and the value,
+        for example that C(allowlist[2].sources[0]) V(10.0.0.1/8) has host bits set. Duplicated entries and
+        entries that contradict each other for the same port (different O(allowlist[].bind), or different
+        O(allowlist[].process)) are errors.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+""" + _ENTRY.lstrip("\n")
+
+    # The same entries under the name the firewall module uses for them.
+    ALLOW = DOCUMENTATION.replace("\n  allowlist:\n", "\n  allow:\n", 1).replace("O(allowlist[]", "O(allow[]")

@@ -31,6 +31,10 @@ ENTRY_SPEC = {
 }
 
 
+# Stands for "<option name>[" in messages that name a second entry, until parse_allowlist knows the name.
+OTHER_ENTRY = "\x00["
+
+
 class AllowlistError(ValueError):
     """An allowlist entry that cannot be used; the message says where and why."""
 
@@ -89,8 +93,13 @@ class Rule:
                 "process": self.process, "comment": self.comment}
 
 
+def opens_port(rules, protocol, port):
+    """Whether any entry opens `port` to the network (loopback-only entries open nothing)."""
+    return any(rule.protocol == protocol and rule.covers_port(port) and rule.bind == "any" for rule in rules)
+
+
 def _fail(index, field, value, problem):
-    raise AllowlistError("allowlist[%d].%s: %r %s" % (index, field, value, problem))
+    raise AllowlistError("[%d].%s: %r %s" % (index, field, value, problem))
 
 
 def _port_number(index, value, text):
@@ -156,12 +165,12 @@ def _sources(index, entry, family):
 def parse_entry(index, entry):
     """Validate one raw entry (a dict) into a Rule."""
     if not isinstance(entry, dict):
-        raise AllowlistError("allowlist[%d]: %r must be a mapping with at least a port" % (index, entry))
+        raise AllowlistError("[%d]: %r must be a mapping with at least a port" % (index, entry))
     unknown = sorted(set(entry) - set(FIELDS))
     if unknown:
         _fail(index, unknown[0], entry[unknown[0]], "is not an allowlist field (fields: %s)" % ", ".join(FIELDS))
     if entry.get("port") is None:
-        raise AllowlistError("allowlist[%d].port: is required" % index)
+        raise AllowlistError("[%d].port: is required" % index)
     low, high = parse_port(index, entry["port"])
     protocol = _choice(index, entry, "protocol", PROTOCOLS, "tcp")
     family = _choice(index, entry, "family", FAMILIES, "any")
@@ -178,29 +187,38 @@ def parse_entry(index, entry):
                 process.strip() if process else None, entry.get("comment"))
 
 
-def parse_allowlist(entries):
-    """Validate a whole allowlist: every entry, then duplicates and contradictions between entries."""
+def parse_allowlist(entries, name="allowlist"):
+    """Validate a whole allowlist: every entry, then duplicates and contradictions between entries.
+
+    Errors start with `name` (the option the entries came in, e.g. "allow"), the entry index and the field.
+    """
+    try:
+        return _parse(entries)
+    except AllowlistError as exc:
+        message = str(exc).replace(OTHER_ENTRY, name + "[")
+        raise AllowlistError(name + (message if message.startswith("[") else ": " + message))
+
+
+def _parse(entries):
     if entries is None:
         return []
     if not isinstance(entries, (list, tuple)):
-        raise AllowlistError("allowlist: %r must be a list of entries" % (entries,))
+        raise AllowlistError("%r must be a list of entries" % (entries,))
     rules = [parse_entry(index, entry) for index, entry in enumerate(entries)]
     seen = {}
     for rule in rules:
         first = seen.setdefault(rule.identity(), rule)
         if first is not rule:
-            raise AllowlistError("allowlist[%d]: duplicates allowlist[%d] (%s)"
-                                 % (rule.index, first.index, rule.describe()))
+            raise AllowlistError("[%d]: duplicates %s%d] (%s)" % (rule.index, OTHER_ENTRY, first.index, rule.describe()))
     for position, rule in enumerate(rules):
         for other in rules[:position]:
             if not rule.overlaps(other):
                 continue
             if rule.bind != other.bind:
-                raise AllowlistError(
-                    "allowlist[%d].bind: %r contradicts allowlist[%d].bind %r for the same port (%s)"
-                    % (rule.index, rule.bind, other.index, other.bind, rule.describe()))
+                raise AllowlistError("[%d].bind: %r contradicts %s%d].bind %r for the same port (%s)"
+                                     % (rule.index, rule.bind, OTHER_ENTRY, other.index, other.bind, rule.describe()))
             if rule.process and other.process and rule.process != other.process:
-                raise AllowlistError(
-                    "allowlist[%d].process: %r contradicts allowlist[%d].process %r for the same port (%s)"
-                    % (rule.index, rule.process, other.index, other.process, rule.describe()))
+                raise AllowlistError("[%d].process: %r contradicts %s%d].process %r for the same port (%s)"
+                                     % (rule.index, rule.process, OTHER_ENTRY, other.index, other.process,
+                                        rule.describe()))
     return rules

@@ -33,7 +33,8 @@ def test_discovery_options_match_the_module():
 def test_defaults_file_matches_the_spec():
     spec = load("meta/argument_specs.yml")["argument_specs"]["main"]["options"]
     defaults = load("defaults/main.yml")
-    assert set(defaults) == set(spec)
+    # Options without a default (portcullis_management_port: the current connection's port) stay undefined.
+    assert set(defaults) == {name for name, option in spec.items() if "default" in option}
     for name, value in defaults.items():
         assert spec[name]["default"] == value, name
 

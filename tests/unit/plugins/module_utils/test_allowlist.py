@@ -97,6 +97,15 @@ def test_overlaps_that_are_not_contradictions(entries):
     assert len(parse_allowlist(entries)) == len(entries)
 
 
+def test_errors_name_the_option_the_entries_came_in():
+    with pytest.raises(AllowlistError) as error:
+        parse_allowlist([{"port": 22}, {"port": 22}], name="allow")
+    assert str(error.value) == "allow[1]: duplicates allow[0] (tcp/22 from anywhere)"
+    with pytest.raises(AllowlistError) as error:
+        parse_allowlist([{"port": 0}], name="portcullis_allowlist")
+    assert str(error.value) == "portcullis_allowlist[0].port: 0 is outside 1-65535"
+
+
 def test_sources_membership_by_family():
     rule = parse_allowlist([{"port": 22, "sources": ["10.0.0.0/8", "2001:db8::/32"]}])[0]
     assert rule.allows_source(ipaddress.ip_address("10.1.2.3"))

@@ -1,0 +1,129 @@
+# Copyright (c) Portcullis contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Controller side of the firewall: validate, guard this connection's port, apply, confirm over a new connection."""
+
+from __future__ import annotations
+
+import time
+
+from ansible.errors import AnsibleError
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.portcullis.hardening.plugins.module_utils._allowlist import (
+    AllowlistError,
+    opens_port,
+    parse_allowlist,
+)
+from ansible_collections.portcullis.hardening.plugins.modules.firewall import ARGUMENT_SPEC
+
+MODULE = "portcullis.hardening.firewall"
+SSH_CONNECTIONS = ("ssh", "ansible.builtin.ssh")
+NETWORK_CONNECTIONS = SSH_CONNECTIONS + ("paramiko", "paramiko_ssh", "ansible.builtin.paramiko_ssh",
+                                         "ansible.netcommon.libssh")
+# ssh arguments for a connection of its own: no ControlMaster to reuse, none to leave behind.
+FRESH_SSH_ARGS = "-o ControlMaster=no -o ControlPath=none"
+# After the rollback timer's deadline: how long to wait for the host to answer again.
+REACHABLE_AGAIN_ATTEMPTS = 6
+REACHABLE_AGAIN_PAUSE = 5
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+
+    def _connection_port(self):
+        """The TCP port this task's connection uses, or None when it does not go over the network."""
+        if self._connection.transport not in NETWORK_CONNECTIONS:
+            return None
+        try:
+            return int(self._connection.get_option("port") or 22)
+        except (AnsibleError, KeyError, TypeError, ValueError):
+            return 22
+
+    def _validate(self, args):
+        """Every problem with the input, found on the controller before anything runs on the host."""
+        rules = parse_allowlist(args.get("allow") or [], name="allow")
+        errors = ArgumentSpecValidator(ARGUMENT_SPEC).validate(args).error_messages
+        if errors:
+            raise ValueError("; ".join(errors))
+        if args.get("confirm"):
+            raise ValueError("confirm: is set by the firewall action plugin itself; do not set it")
+        timeout = int(args.get("confirm_timeout", 60))
+        if not 0 <= timeout <= 3600:
+            raise ValueError("confirm_timeout: %r must be within 0-3600 seconds" % timeout)
+        port = args.get("management_port")
+        if port is not None and not 1 <= int(port) <= 65535:
+            raise ValueError("management_port: %r is outside 1-65535" % port)
+        return rules
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        args = dict(self._task.args)
+        try:
+            rules = self._validate(args)
+        except (AllowlistError, ValueError, TypeError) as exc:
+            result.update(failed=True, msg=str(exc))
+            return result
+
+        current = self._connection_port()
+        if args.get("management_port") is None:
+            args["management_port"] = current or 22
+        management = int(args["management_port"])
+        if args.get("state", "present") == "present" and current and not opens_port(rules, "tcp", current):
+            if current != management or not args.get("keep_management_port", True):
+                result.update(failed=True, msg=(
+                    "this connection uses port %d/tcp, which allow does not open%s: applying would cut it. Allow "
+                    "the port, or connect over the management port" % (
+                        current, "" if current != management else " and keep_management_port=false would close")))
+                return result
+
+        result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars))
+        rollback = result.get("rollback")
+        if result.get("failed") or self._play_context.check_mode or not rollback:
+            return result
+        return self._confirm(result, args, rollback, task_vars)
+
+    def _on_a_new_connection(self, function):
+        """Run `function` over a new connection: the cached one may outlive a lockout and prove nothing."""
+        self._connection.reset()
+        saved = None
+        if self._connection.transport in SSH_CONNECTIONS:
+            saved = self._connection.get_option("ssh_args")
+            self._connection.set_option("ssh_args", FRESH_SSH_ARGS)
+        try:
+            return function()
+        except AnsibleError as exc:  # unreachable, or refused: the new connection failed
+            return {"failed": True, "unreachable": True, "msg": str(exc)}
+        finally:
+            if saved is not None:
+                self._connection.set_option("ssh_args", saved)
+            self._connection.reset()
+
+    def _confirm(self, result, args, rollback, task_vars):
+        deadline = time.monotonic() + rollback["timeout"]
+        confirmation = self._on_a_new_connection(lambda: self._execute_module(
+            module_name=MODULE, module_args=dict(args, confirm=rollback["token"]), task_vars=task_vars))
+        if not confirmation.get("failed"):
+            result.update(confirmed=True, persistence=confirmation.get("persistence", {}))
+            result.pop("rollback", None)
+            return result
+
+        # The new connection failed: the host restores the previous rules when its timer fires. Wait for
+        # that (bounded), then check that a new connection works again, and fail saying what happened.
+        time.sleep(max(0.0, deadline - time.monotonic()) + 2)
+        reachable = None
+        for _attempt in range(REACHABLE_AGAIN_ATTEMPTS):
+            probe = self._on_a_new_connection(lambda: self._low_level_execute_command("true"))
+            if not probe.get("failed") and probe.get("rc") == 0:
+                reachable = True
+                break
+            reachable = False
+            time.sleep(REACHABLE_AGAIN_PAUSE)
+        result.update(failed=True, confirmed=False, rolled_back=True, msg=(
+            "The new rules were applied, but no new connection from the controller could confirm them before the "
+            "deadline (%s). The host's rollback timer %s restored the previous rules after %d s; %s." % (
+                confirmation.get("msg", "no answer").strip(), rollback["unit"], rollback["timeout"],
+                "a new connection works again" if reachable else "the host still does not answer new connections")))
+        return result
