@@ -6,8 +6,22 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    # The allowlist entry (plugins/module_utils/_allowlist.py), shared by every option that takes entries.
-    _ENTRY = r"""
+    # The allowlist entry (plugins/module_utils/_allowlist.py), for port_audit's `allowlist` option.
+    # Plain literals (ansible-test reads them without running Python): ALLOW repeats DOCUMENTATION under the
+    # firewall's option name, and tests/unit/plugins/test_doc_fragments.py keeps the two identical.
+    DOCUMENTATION = r"""
+options:
+  allowlist:
+    description:
+      - What may listen. Every entry allows one port or port range for one protocol.
+      - Validated as a whole before anything runs; an error names the entry index, the field and the value,
+        for example that C(allowlist[2].sources[0]) V(10.0.0.1/8) has host bits set. Duplicated entries and
+        entries that contradict each other for the same port (different O(allowlist[].bind), or different
+        O(allowlist[].process)) are errors.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
       port:
         description:
           - A port (V(22)) or an inclusive range written V("LOW-HIGH") (V("60000-61000")), within 1-65535.
@@ -48,20 +62,56 @@ class ModuleDocFragment:
         type: str
 """
 
-    DOCUMENTATION = r"""
+    # The same entries under the name the firewall module uses for them.
+    ALLOW = r"""
 options:
-  allowlist:
+  allow:
     description:
       - What may listen. Every entry allows one port or port range for one protocol.
       - Validated as a whole before anything runs; an error names the entry index, the field and the value,
         for example that C(allowlist[2].sources[0]) V(10.0.0.1/8) has host bits set. Duplicated entries and
-        entries that contradict each other for the same port (different O(allowlist[].bind), or different
-        O(allowlist[].process)) are errors.
+        entries that contradict each other for the same port (different O(allow[].bind), or different
+        O(allow[].process)) are errors.
     type: list
     elements: dict
     default: []
     suboptions:
-""" + _ENTRY.lstrip("\n")
-
-    # The same entries under the name the firewall module uses for them.
-    ALLOW = DOCUMENTATION.replace("\n  allowlist:\n", "\n  allow:\n", 1).replace("O(allowlist[]", "O(allow[]")
+      port:
+        description:
+          - A port (V(22)) or an inclusive range written V("LOW-HIGH") (V("60000-61000")), within 1-65535.
+        type: raw
+        required: true
+      protocol:
+        description: Transport protocol.
+        type: str
+        choices: [tcp, udp]
+        default: tcp
+      family:
+        description: Address family the entry applies to.
+        type: str
+        choices: [ipv4, ipv6, any]
+        default: any
+      bind:
+        description:
+          - V(any) allows the port on every address; V(loopback) only on 127.0.0.1 and ::1, so that a
+            service listening more widely (say a database on 0.0.0.0) is a finding.
+        type: str
+        choices: [any, loopback]
+        default: any
+      sources:
+        description:
+          - Networks (CIDR) whose clients may connect; empty means from anywhere. Each must match
+            O(allow[].family) when that is not V(any), and none may be given with O(allow[].bind=loopback).
+        type: list
+        elements: str
+        default: []
+      process:
+        description:
+          - The program expected on the port, matched against the process name (as the kernel shows it, at most
+            15 characters), the program file's name, or its systemd unit (V(nginx), V(sshd), V(ssh.service)).
+            Another program on the port is a finding.
+        type: str
+      comment:
+        description: Free text carried into the reports.
+        type: str
+"""
