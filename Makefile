@@ -34,7 +34,7 @@ export PYTHONDONTWRITEBYTECODE := 1
         lab lab-down test-lab-down molecule-down clean
 
 help:
-	@echo "make demo   build the lab (Debian 12 + 13 hosts over SSH) and show what listens on each host"
+	@echo "make demo   fresh lab (Debian 12 + 13 hosts over SSH): discover, audit, harden, audit again, show the report"
 	@echo "make test   changelog lint, ansible-lint, ansible-test sanity, unit, integration and Molecule tests"
 	@echo "make lab | lab-down | sanity | units | lint | integration | molecule | clean"
 
@@ -85,21 +85,33 @@ lab: venv
 lab-down:
 	@if [ -x $(BIN)/python ]; then $(LAB) --state-dir $(DEMO_LAB_DIR) down; fi
 
-demo: collection lab
+# The demo starts from fresh lab hosts every time, so "before" is always the untouched lab.
+demo: collection
+	$(LAB) --state-dir $(DEMO_LAB_DIR) down >/dev/null
+	$(LAB) --state-dir $(DEMO_LAB_DIR) up
 	@echo "== 1. Discover: what listens on each lab host (playbooks/discover.yml)"
 	$(BIN)/ansible-playbook -i $(DEMO_LAB_DIR)/inventory.yml playbooks/discover.yml \
 	  -e portcullis_report_dir=$(REPORT_DIR) -e portcullis_show_table=false
 	@echo "== 2. Audit against demo/lab-allowlist.yml, in check mode (playbooks/audit.yml --check)"
 	$(BIN)/ansible-playbook -i $(DEMO_LAB_DIR)/inventory.yml playbooks/audit.yml --check \
-	  -e @demo/lab-allowlist.yml -e portcullis_report_dir=$(REPORT_DIR) -e portcullis_fail_on_findings=false
+	  -e @demo/lab-allowlist.yml -e portcullis_report_dir=$(REPORT_DIR)/before -e portcullis_fail_on_findings=false
+	@echo "== 3. Harden: default-deny firewall from the same allowlist (playbooks/harden.yml)"
+	$(BIN)/ansible-playbook -i $(DEMO_LAB_DIR)/inventory.yml playbooks/harden.yml -e @demo/lab-allowlist.yml
+	@echo "== 4. Audit again"
+	$(BIN)/ansible-playbook -i $(DEMO_LAB_DIR)/inventory.yml playbooks/audit.yml --check \
+	  -e @demo/lab-allowlist.yml -e portcullis_report_dir=$(REPORT_DIR)/after -e portcullis_fail_on_findings=false
 	@echo
 	@echo "== What listens"
 	@cat $(REPORT_DIR)/listeners.txt
 	@echo
-	@echo "== Audit"
-	@cat $(REPORT_DIR)/portcullis-report.txt
+	@echo "== Audit before hardening"
+	@cat $(REPORT_DIR)/before/portcullis-report.txt
 	@echo
-	@echo "Reports: $(REPORT_DIR)/portcullis-report.{html,json,junit.xml,sarif,txt} and listeners.{txt,json}"
+	@echo "== Audit after hardening (the firewall closed what a network client could reach; services that"
+	@echo "   listen without an allowlist entry stay findings until they are stopped or allowed)"
+	@cat $(REPORT_DIR)/after/portcullis-report.txt
+	@echo
+	@echo "Reports: $(REPORT_DIR)/{before,after}/portcullis-report.{html,json,junit.xml,sarif,txt}"
 	@echo "Log in to a lab host: ssh -F $(DEMO_LAB_DIR)/ssh_config portcullis-bookworm-1"
 
 # --- tests -------------------------------------------------------------------------------------
