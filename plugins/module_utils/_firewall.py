@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 
 from ansible_collections.portcullis.hardening.plugins.module_utils._nftables import (
@@ -128,9 +129,11 @@ class Host:
         rc, _out, _err = self.run(["systemctl", "is-active", "--quiet", "firewalld.service"])
         if rc == 0:
             found.append("firewalld")
-        rc, out, _err = self.run(["ufw", "status"])
-        if rc == 0 and "Status: active" in out:
-            found.append("ufw")
+        ufw = shutil.which("ufw", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+        if ufw:
+            rc, out, _err = self.run([ufw, "status"])
+            if rc == 0 and "Status: active" in out:
+                found.append("ufw")
         return found
 
 

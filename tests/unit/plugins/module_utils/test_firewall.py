@@ -194,3 +194,21 @@ def test_remove_in_check_mode_changes_nothing(paths):
     fake = FakeHost(live_json=fixture("reject-nft-1.0.6.json"), live_text=fixture("reject-nft-1.0.6.txt"))
     assert remove(Host(fake.run), check_mode=True)["changed"] is True
     assert not any(call[:2] == ["nft", "-f"] for call in fake.calls)
+
+
+def test_other_firewall_managers_are_detected(tmp_path, monkeypatch):
+    fake = FakeHost()
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert Host(fake.run).active_managers() == []  # no ufw installed: not even asked
+    assert fake.calls == [["systemctl", "is-active", "--quiet", "firewalld.service"]]
+    ufw = tmp_path / "ufw"
+    ufw.write_text("#!/bin/sh\n")
+    ufw.chmod(0o755)
+
+    def run(argv):
+        fake.calls.append(argv)
+        if argv[0] == str(ufw):
+            return 0, "Status: active\n\nTo Action From\n", ""
+        return 0, "", ""  # firewalld active too
+
+    assert Host(run).active_managers() == ["firewalld", "ufw"]
