@@ -61,6 +61,14 @@ def write_file(path, text, mode=0o644):
         raise
 
 
+def file_mode(path, default):
+    """The permission bits of an existing file (kept when we rewrite it), or `default`."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        return default
+
+
 def read_file(path):
     try:
         with open(path) as stream:
@@ -166,7 +174,7 @@ def persist(desired_text, host, plan):
     if plan["include"]:
         conf = read_file(NFTABLES_CONF)
         new_conf, _changed = ensure_include(conf or "#!/usr/sbin/nft -f\n", PERSIST_FILE)
-        write_file(NFTABLES_CONF, new_conf, mode=0o755)
+        write_file(NFTABLES_CONF, new_conf, mode=file_mode(NFTABLES_CONF, 0o755))
     if plan["service"]:
         host.enable_service()
 
@@ -181,7 +189,7 @@ def unpersist():
     if conf is not None:
         new_conf, removed = remove_include(conf, PERSIST_FILE)
         if removed:
-            write_file(NFTABLES_CONF, new_conf, mode=0o755)
+            write_file(NFTABLES_CONF, new_conf, mode=file_mode(NFTABLES_CONF, 0o755))
             changed = True
     return changed
 

@@ -156,6 +156,7 @@ def test_idempotence_is_judged_on_the_live_listing(paths):
 
 
 def test_confirm_disarms_then_persists(paths):
+    (paths / "etc" / "nftables.conf").chmod(0o700)
     fake = FakeHost()
     apply_table(DESIRED, Host(fake.run), None, 30, TOKEN)
     persistence = confirm(TOKEN, DESIRED, Host(fake.run))
@@ -166,6 +167,8 @@ def test_confirm_disarms_then_persists(paths):
     assert conf.startswith("#!/usr/sbin/nft -f\n\nflush ruleset\n\ntable inet filter {\n}\n")
     assert conf.rstrip().endswith('include "%s"' % (paths / "etc" / "nftables.d" / "portcullis.nft"))
     assert not (paths / "state" / ("rollback-%s.nft" % TOKEN)).exists()
+    assert (paths / "etc" / "nftables.conf").stat().st_mode & 0o777 == 0o700  # its mode is kept
+    assert (paths / "etc" / "nftables.d" / "portcullis.nft").stat().st_mode & 0o777 == 0o644
 
 
 def test_confirm_too_late_or_forged():
