@@ -25,6 +25,9 @@ NETWORK_CONNECTIONS = SSH_CONNECTIONS + ("paramiko", "paramiko_ssh", "ansible.bu
                                          "ansible.netcommon.libssh")
 # ssh arguments for a connection of its own: no ControlMaster to reuse, none to leave behind.
 FRESH_SSH_ARGS = "-o ControlMaster=no -o ControlPath=none"
+# Seconds a new connection may take to open: half the confirm window, within these bounds.
+MIN_CONNECT_TIMEOUT = 3
+DEFAULT_CONNECT_TIMEOUT = 10
 # After the rollback timer's deadline: how long to wait for the host to answer again.
 REACHABLE_AGAIN_ATTEMPTS = 6
 REACHABLE_AGAIN_PAUSE = 5
@@ -85,26 +88,35 @@ class ActionModule(ActionBase):
             return result
         return self._confirm(result, args, rollback, task_vars)
 
-    def _on_a_new_connection(self, function):
-        """Run `function` over a new connection: the cached one may outlive a lockout and prove nothing."""
+    def _on_a_new_connection(self, function, connect_timeout):
+        """Run `function` over a new connection: the cached one may outlive a lockout and prove nothing.
+
+        For SSH: no ControlMaster to reuse, pipelining (one connection, not sftp, then scp, then piped, each
+        waiting out the connect timeout) and no reconnection retries, so an answer comes within `connect_timeout`.
+        """
         self._connection.reset()
-        saved = None
+        saved = {}
         if self._connection.transport in SSH_CONNECTIONS:
-            saved = self._connection.get_option("ssh_args")
-            self._connection.set_option("ssh_args", FRESH_SSH_ARGS)
+            fresh = {"ssh_args": FRESH_SSH_ARGS, "pipelining": True, "reconnection_retries": 0,
+                     "timeout": int(connect_timeout)}
+            for option, value in fresh.items():
+                saved[option] = self._connection.get_option(option)
+                self._connection.set_option(option, value)
         try:
             return function()
         except AnsibleError as exc:  # unreachable, or refused: the new connection failed
             return {"failed": True, "unreachable": True, "msg": str(exc)}
         finally:
-            if saved is not None:
-                self._connection.set_option("ssh_args", saved)
+            for option, value in saved.items():
+                self._connection.set_option(option, value)
             self._connection.reset()
 
     def _confirm(self, result, args, rollback, task_vars):
         deadline = time.monotonic() + rollback["timeout"]
+        connect_timeout = max(MIN_CONNECT_TIMEOUT, min(DEFAULT_CONNECT_TIMEOUT, rollback["timeout"] / 2))
         confirmation = self._on_a_new_connection(lambda: self._execute_module(
-            module_name=MODULE, module_args=dict(args, confirm=rollback["token"]), task_vars=task_vars))
+            module_name=MODULE, module_args=dict(args, confirm=rollback["token"]), task_vars=task_vars),
+            connect_timeout)
         if not confirmation.get("failed"):
             result.update(confirmed=True, persistence=confirmation.get("persistence", {}))
             result.pop("rollback", None)
@@ -115,7 +127,7 @@ class ActionModule(ActionBase):
         time.sleep(max(0.0, deadline - time.monotonic()) + 2)
         reachable = None
         for _attempt in range(REACHABLE_AGAIN_ATTEMPTS):
-            probe = self._on_a_new_connection(lambda: self._low_level_execute_command("true"))
+            probe = self._on_a_new_connection(lambda: self._low_level_execute_command("true"), DEFAULT_CONNECT_TIMEOUT)
             if not probe.get("failed") and probe.get("rc") == 0:
                 reachable = True
                 break

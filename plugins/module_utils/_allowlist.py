@@ -78,19 +78,27 @@ class Rule:
     def identity(self):
         """What makes two entries the same rule (the comment does not)."""
         return (self.low, self.high, self.protocol, self.family, self.bind,
-                tuple(sorted(str(network) for network in self.sources)), self.process)
+                tuple(sorted(network_text(network) for network in self.sources)), self.process)
 
     def describe(self):
         where = "loopback only" if self.bind == "loopback" else (
-            "from " + ", ".join(str(network) for network in self.sources) if self.sources else "from anywhere")
+            "from " + ", ".join(network_text(network) for network in self.sources) if self.sources else "from anywhere")
         family = "" if self.family == "any" else " " + self.family
         process = " for " + self.process if self.process else ""
         return "%s/%s%s %s%s" % (self.protocol, self.port, family, where, process)
 
     def as_dict(self):
         return {"index": self.index, "port": self.port, "protocol": self.protocol, "family": self.family,
-                "bind": self.bind, "sources": [str(network) for network in self.sources],
+                "bind": self.bind, "sources": [network_text(network) for network in self.sources],
                 "process": self.process, "comment": self.comment}
+
+
+def network_text(network):
+    """CIDR text that does not depend on the Python version: IPv4-mapped networks keep their dotted quad."""
+    mapped = network.network_address.ipv4_mapped if network.version == 6 else None
+    if mapped is not None:
+        return "::ffff:%s/%d" % (mapped, network.prefixlen)
+    return str(network)
 
 
 def opens_port(rules, protocol, port):

@@ -177,6 +177,10 @@ def persist(desired_text, host, plan):
         write_file(NFTABLES_CONF, new_conf, mode=file_mode(NFTABLES_CONF, 0o755))
     if plan["service"]:
         host.enable_service()
+        # Remembered so that state=absent disables it again, and only then.
+        state = load_state()
+        state["enabled_service"] = True
+        save_state(state)
 
 
 def unpersist():
@@ -231,11 +235,14 @@ def apply_table(desired_text, host, previous_text, confirm_timeout, token):
         except FirewallError:
             if rollback:
                 host.disarm(token)
+                os.unlink(rollback_path)
             raise
     finally:
         os.unlink(pending)
     _live_text, live_normal = host.live_table()
-    save_state({"desired_sha256": sha256(desired_text), "live": live_normal})
+    state = load_state()
+    state.update(desired_sha256=sha256(desired_text), live=live_normal)
+    save_state(state)
     return rollback
 
 
@@ -272,6 +279,8 @@ def remove(host, check_mode):
             finally:
                 os.unlink(script)
         unpersist()
+        if load_state().get("enabled_service"):
+            host.check(["systemctl", "disable", "nftables.service"], "disabling nftables.service (enabled by us)")
         if os.path.exists(STATE_FILE):
             os.unlink(STATE_FILE)
     return {"changed": changed, "diff": {"before": live_text or "", "after": ""}}

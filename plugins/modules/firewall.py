@@ -202,7 +202,7 @@ def check_backend(module, host):
 
 def run(module):
     params = module.params
-    host = Host(lambda argv: module.run_command(argv) if module.get_bin_path(argv[0]) else (127, "", argv[0] + ": not found"))
+    host = Host(lambda argv: module.run_command(argv))
     check_backend(module, host)
     if params["state"] == "absent":
         return remove(host, module.check_mode)

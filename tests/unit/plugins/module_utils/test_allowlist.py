@@ -106,6 +106,12 @@ def test_errors_name_the_option_the_entries_came_in():
     assert str(error.value) == "portcullis_allowlist[0].port: 0 is outside 1-65535"
 
 
+def test_mapped_sources_read_the_same_on_every_python():
+    rule = parse_allowlist([{"port": 22, "family": "ipv6", "sources": ["::ffff:10.0.0.0/104"]}])[0]
+    assert rule.as_dict()["sources"] == ["::ffff:10.0.0.0/104"]
+    assert rule.describe() == "tcp/22 ipv6 from ::ffff:10.0.0.0/104"
+
+
 def test_sources_membership_by_family():
     rule = parse_allowlist([{"port": 22, "sources": ["10.0.0.0/8", "2001:db8::/32"]}])[0]
     assert rule.allows_source(ipaddress.ip_address("10.1.2.3"))

@@ -126,6 +126,7 @@ def test_failed_apply_disarms_and_leaves_the_old_rules(paths):
     assert ["systemctl", "stop", "portcullis-firewall-rollback-%s.timer" % TOKEN] in fake.calls
     assert not fake.timer_active
     assert not (paths / "state" / "firewall.json").exists()  # nothing recorded as applied
+    assert os.listdir(str(paths / "state")) == []  # neither the pending nor the rollback script is left
 
 
 def test_invalid_rules_change_nothing(paths):
@@ -189,8 +190,18 @@ def test_remove_deletes_only_what_is_ours(paths):
     assert not (paths / "etc" / "nftables.d" / "portcullis.nft").exists()
     assert (paths / "etc" / "nftables.conf").read_text() == (
         "#!/usr/sbin/nft -f\n\nflush ruleset\n\ntable inet filter {\n}\n")
+    assert ["systemctl", "disable", "nftables.service"] in fake.calls  # we enabled it, so we disable it
     fake.live_json = fake.live_text = None
     assert remove(Host(fake.run), check_mode=False)["changed"] is False
+
+
+def test_remove_leaves_a_service_it_did_not_enable(paths):
+    fake = FakeHost(live_json=fixture("reject-nft-1.0.6.json"), live_text=fixture("reject-nft-1.0.6.txt"))
+    fake.enabled = True  # enabled by someone else before Portcullis came
+    apply_table(DESIRED, Host(fake.run), None, 30, TOKEN)
+    confirm(TOKEN, DESIRED, Host(fake.run))
+    remove(Host(fake.run), check_mode=False)
+    assert not any(call[:2] == ["systemctl", "disable"] for call in fake.calls)
 
 
 def test_remove_in_check_mode_changes_nothing(paths):

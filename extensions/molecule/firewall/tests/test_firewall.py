@@ -1,0 +1,188 @@
+# Copyright (c) Portcullis contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Testinfra checks of portcullis.hardening.firewall on the lab hosts (molecule scenario "firewall").
+
+On each host (testinfra's ansible backend with molecule's inventory, over SSH): the own table as
+converge.yml saved it, persisted and included for boot, the foreign tables as prepare.yml saved them, and
+nothing left to roll back. From the controller, in the same run: raw sockets, each a new connection, to the
+host's IPv4 address (its `ansible_host`) and IPv6 address (from the lab's inventory, checked against the
+host's own addresses), all probes of a host at once - the allowlist is reachable, the rest is filtered.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import ipaddress
+import json
+import os
+import socket
+
+import pytest
+import yaml
+
+RESULT_DIR = "/var/lib/portcullis-test"
+PERSIST_FILE = "/etc/nftables.d/portcullis.nft"
+INCLUDE_LINE = 'include "%s"' % PERSIST_FILE
+PROBE_TIMEOUT = 3
+
+# (protocol, IP version, port) -> what a new connection from the controller gets: open / refused / filtered
+# for TCP, answered / silent for UDP. prepare.yml checked that tcp 7070 answered before the firewall.
+REACH = [
+    ("tcp", 4, 22, "open"),
+    ("tcp", 4, 8080, "open"),
+    ("tcp", 4, 8443, "filtered"),  # allowed for IPv6 only
+    ("tcp", 4, 6379, "filtered"),  # loopback-only listener, and not allowed
+    ("tcp", 4, 7070, "filtered"),  # a real listener, not allowed
+    ("udp", 4, 9999, "answered"),  # allowed from the controller's network
+    ("udp", 4, 7071, "silent"),  # a real listener, not allowed
+    ("tcp", 6, 22, "open"),
+    ("tcp", 6, 8443, "open"),
+    ("tcp", 6, 8080, "refused"),  # allowed for both families; only an IPv4 program listens
+    ("tcp", 6, 7070, "filtered"),
+    ("udp", 6, 9999, "silent"),  # its sources are IPv4 only
+]
+
+
+@pytest.fixture(scope="module")
+def saved(host):
+    """What converge.yml saved: the rendered rules, the management ports and the lab network."""
+    saved_file = host.file(RESULT_DIR + "/firewall.json")
+    assert saved_file.is_file, "%s/firewall.json is missing: did converge run?" % RESULT_DIR
+    return json.loads(saved_file.content_string)
+
+
+def _own_table(host):
+    listing = host.run("nft list table inet portcullis")
+    assert listing.rc == 0, listing.stderr
+    return listing.stdout
+
+
+def test_own_table_is_live_with_policy_drop_and_the_allowlist(host, saved):
+    own = _own_table(host)
+    assert own == saved["rules"], "the live table differs from what the module rendered"
+    lines = [line.strip() for line in own.splitlines()]
+    assert "type filter hook input priority filter; policy drop;" in lines
+    assert 'ct state established,related accept comment "portcullis: replies and related traffic"' in lines
+    assert 'iif "lo" accept comment "portcullis: loopback"' in lines
+    allowlist = [line for line in lines if 'comment "allowlist[' in line]
+    assert allowlist == [
+        'tcp dport 22 accept comment "allowlist[0]: SSH"',
+        'tcp dport 8080 accept comment "allowlist[1]: tcp/8080 from anywhere"',
+        'ip saddr {net} udp dport 9999 accept comment "allowlist[2]: udp/9999 from {net}"'.format(
+            net=saved["lab_network"]),
+        'meta nfproto ipv6 tcp dport 8443 accept comment "allowlist[3]: tcp/8443 ipv6 from anywhere"',
+    ]
+    assert saved["management_ports"] == []
+    assert "management port" not in own  # the allowlist opens 22 itself
+
+
+def test_persisted_and_included_for_boot(host, saved):
+    persisted = host.file(PERSIST_FILE)
+    assert persisted.is_file and persisted.user == "root"
+    assert persisted.content_string == ("add table inet portcullis\ndelete table inet portcullis\n"
+                                        + saved["rules"])
+    conf = host.file("/etc/nftables.conf").content_string
+    lines = [line.strip() for line in conf.splitlines()]
+    assert INCLUDE_LINE in lines
+    assert lines.index(INCLUDE_LINE) > lines.index("flush ruleset"), "the boot flush would drop the table"
+    assert host.run("nft -c -f /etc/nftables.conf").rc == 0
+    assert host.service("nftables").is_enabled
+
+
+def test_debian_nftables_conf_kept(host):
+    original = host.file(RESULT_DIR + "/nftables.conf.before").content_string
+    conf = host.file("/etc/nftables.conf").content_string
+    assert original.startswith("#!/usr/sbin/nft -f") and "table inet filter" in original
+    assert conf.startswith(original), "Debian's /etc/nftables.conf was changed, not only added to"
+    added = [line for line in conf[len(original):].splitlines() if line.strip() and not line.startswith("#")]
+    assert added == [INCLUDE_LINE]
+
+
+def test_foreign_tables_byte_identical(host):
+    before = host.file(RESULT_DIR + "/foreign.before").content_string
+    assert "chain DOCKER-USER" in before and "fib daddr type local jump DOCKER" in before
+    now = host.run("nft list table ip nat && nft list table ip filter")
+    assert now.rc == 0, now.stderr
+    assert now.stdout == before
+
+
+def test_nothing_left_to_roll_back(host):
+    assert "portcullis-firewall-rollback" not in host.check_output("systemctl list-timers --all")
+    assert host.check_output("systemctl list-units --all --plain --no-legend 'portcullis-firewall-rollback*'") == ""
+    leftovers = [name for name in host.file("/var/lib/portcullis").listdir() if name.startswith("pending-")]
+    assert leftovers == []
+
+
+@pytest.mark.parametrize("protocol, port", [("tcp", 7070), ("udp", 7071)])
+def test_unallowed_listeners_answer_on_the_host(host, protocol, port):
+    """The listeners the controller cannot reach are alive: the host itself reaches them (loopback is open)."""
+    address = host.ansible.get_variables()["ansible_host"]
+    kind = "SOCK_STREAM" if protocol == "tcp" else "SOCK_DGRAM"
+    program = ("import socket; s = socket.socket(socket.AF_INET, socket.%s); s.settimeout(5); "
+               "s.connect((%r, %d)); s.send(b'ping'); print(s.recv(100).decode())" % (kind, address, port))
+    assert host.check_output("python3 -c %s", program) == "portcullis-test %s/%d" % (protocol, port)
+
+
+def _probe(address, protocol, port):
+    """A new connection (TCP) or exchange (UDP) from the controller."""
+    family = socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
+    if protocol == "tcp":
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.settimeout(PROBE_TIMEOUT)
+            try:
+                sock.connect((address, port))
+            except socket.timeout:
+                return "filtered"
+            except ConnectionRefusedError:
+                return "refused"
+            return "open"
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(PROBE_TIMEOUT)
+        sock.connect((address, port))
+        for _attempt in range(2):  # UDP may lose a datagram
+            try:
+                sock.send(b"portcullis-test probe\n")
+                if sock.recv(2048):
+                    return "answered"
+            except socket.timeout:
+                continue
+            except ConnectionRefusedError:
+                return "refused"
+    return "silent"
+
+
+def _ipv6_address(host):
+    """The host's IPv6 address on the lab network, as the lab recorded it, or None (IPv4-only lab)."""
+    hostvars = host.ansible.get_variables()
+    inventory = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "lab", "inventory.yml")
+    with open(inventory, encoding="utf-8") as stream:
+        releases = yaml.safe_load(stream)["all"]["children"]["portcullis_lab"]["children"]
+    lab_hosts = {}
+    for release in releases.values():
+        lab_hosts.update(release["hosts"])
+    lab_host = lab_hosts[hostvars["inventory_hostname"]]
+    assert lab_host["ansible_host"] == hostvars["ansible_host"]
+    address = lab_host.get("portcullis_lab_ipv6")
+    if address:
+        assert address in host.check_output("ip -6 -o addr show scope global"), "not the host's address"
+    return address
+
+
+@pytest.fixture(scope="module")
+def reached(host):
+    """Every probe of REACH from the controller, all at once: (protocol, version, port) -> what it got."""
+    addresses = {4: host.ansible.get_variables()["ansible_host"], 6: _ipv6_address(host)}
+    probes = [(protocol, version, port) for protocol, version, port, _expected in REACH if addresses[version]]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(probes)) as pool:
+        futures = {key: pool.submit(_probe, addresses[key[1]], key[0], key[2]) for key in probes}
+        return {key: future.result() for key, future in futures.items()}
+
+
+@pytest.mark.parametrize("protocol, version, port, expected", REACH,
+                         ids=["%s-ipv%d-%d-%s" % item for item in REACH])
+def test_controller_reaches_exactly_the_allowlist(reached, protocol, version, port, expected):
+    if (protocol, version, port) not in reached:
+        pytest.skip("the lab network has no IPv6")
+    assert reached[(protocol, version, port)] == expected
