@@ -10,6 +10,7 @@ import time
 
 from ansible.errors import AnsibleError
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.portcullis.hardening.plugins.module_utils._allowlist import (
@@ -74,12 +75,14 @@ class ActionModule(ActionBase):
         if args.get("management_port") is None:
             args["management_port"] = current or 22
         management = int(args["management_port"])
+        keep = boolean(args.get("keep_management_port", True), strict=False)
         if args.get("state", "present") == "present" and current and not opens_port(rules, "tcp", current):
-            if current != management or not args.get("keep_management_port", True):
+            if current != management or not keep:
                 result.update(failed=True, msg=(
-                    "this connection uses port %d/tcp, which allow does not open%s: applying would cut it. Allow "
-                    "the port, or connect over the management port" % (
-                        current, "" if current != management else " and keep_management_port=false would close")))
+                    "This connection uses port %d/tcp, which allow does not open and %s: applying would cut it. "
+                    "Allow the port in allow, or keep the management port" % (
+                        current, "the management port is %d" % management if current != management
+                        else "keep_management_port=false would close")))
                 return result
 
         result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars))

@@ -714,7 +714,13 @@ def test_invalid_port_range_fails_before_anything_changes(lab):
 @pytest.mark.parametrize("args, message", [
     ({"allow": [{"port": 22, "protocol": "icmp"}]}, "allow[0].protocol: 'icmp' must be one of: tcp, udp"),
     ({"allow": BASELINE, "confirm_timeout": -1}, "confirm_timeout: -1 must be within 0-3600 seconds"),
-], ids=["protocol-icmp", "confirm-timeout-negative"])
+    ({"allow": [{"port": 8080}], "keep_management_port": False},
+     "This connection uses port 22/tcp, which allow does not open and keep_management_port=false would close: "
+     "applying would cut it. Allow the port in allow, or keep the management port"),
+    ({"allow": [{"port": 8080}], "management_port": 2222},
+     "This connection uses port 22/tcp, which allow does not open and the management port is 2222: applying would "
+     "cut it. Allow the port in allow, or keep the management port"),
+], ids=["protocol-icmp", "confirm-timeout-negative", "closing-this-connection", "management-port-elsewhere"])
 def test_bad_input_fails_naming_the_field(lab, args, message):
     ensure(lab, BASELINE)
     before = {host.name: host.snapshot() for host in lab.hosts}
