@@ -202,7 +202,7 @@ def check_backend(module, host):
 
 def run(module):
     params = module.params
-    host = Host(lambda argv: module.run_command(argv))
+    host = Host(module.run_command)
     check_backend(module, host)
     if params["state"] == "absent":
         return remove(host, module.check_mode)
