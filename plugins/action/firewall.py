@@ -9,8 +9,6 @@ from __future__ import annotations
 import time
 
 from ansible.errors import AnsibleError
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.portcullis.hardening.plugins.module_utils._allowlist import (
@@ -19,11 +17,13 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._allowlist im
     parse_allowlist,
 )
 from ansible_collections.portcullis.hardening.plugins.modules.firewall import ARGUMENT_SPEC
+from ansible_collections.portcullis.hardening.plugins.plugin_utils._action import (
+    NETWORK_CONNECTIONS,
+    SSH_CONNECTIONS,
+    validated,
+)
 
 MODULE = "portcullis.hardening.firewall"
-SSH_CONNECTIONS = ("ssh", "ansible.builtin.ssh")
-NETWORK_CONNECTIONS = SSH_CONNECTIONS + ("paramiko", "paramiko_ssh", "ansible.builtin.paramiko_ssh",
-                                         "ansible.netcommon.libssh")
 # ssh arguments for a connection of its own: no ControlMaster to reuse, none to leave behind.
 FRESH_SSH_ARGS = "-o ControlMaster=no -o ControlPath=none"
 # Seconds a new connection may take to open: half the confirm window, within these bounds.
@@ -47,37 +47,35 @@ class ActionModule(ActionBase):
             return 22
 
     def _validate(self, args):
-        """Every problem with the input, found on the controller before anything runs on the host."""
+        """Every problem with the input, found on the controller before anything runs on the host.
+
+        Returns the allowlist's rules and the arguments as the module will see them.
+        """
         rules = parse_allowlist(args.get("allow") or [], name="allow")
-        errors = ArgumentSpecValidator(ARGUMENT_SPEC).validate(args).error_messages
-        if errors:
-            raise ValueError("; ".join(errors))
-        if args.get("confirm"):
+        params = validated(args, ARGUMENT_SPEC)
+        if params["confirm"]:
             raise ValueError("confirm: is set by the firewall action plugin itself; do not set it")
-        timeout = int(args.get("confirm_timeout", 60))
-        if not 0 <= timeout <= 3600:
-            raise ValueError("confirm_timeout: %r must be within 0-3600 seconds" % timeout)
-        port = args.get("management_port")
-        if port is not None and not 1 <= int(port) <= 65535:
+        if not 0 <= params["confirm_timeout"] <= 3600:
+            raise ValueError("confirm_timeout: %r must be within 0-3600 seconds" % params["confirm_timeout"])
+        port = params["management_port"]
+        if port is not None and not 1 <= port <= 65535:
             raise ValueError("management_port: %r is outside 1-65535" % port)
-        return rules
+        return rules, params
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         args = dict(self._task.args)
         try:
-            rules = self._validate(args)
+            rules, params = self._validate(args)
         except (AllowlistError, ValueError, TypeError) as exc:
             result.update(failed=True, msg=str(exc))
             return result
 
         current = self._connection_port()
-        if args.get("management_port") is None:
-            args["management_port"] = current or 22
-        management = int(args["management_port"])
-        keep = boolean(args.get("keep_management_port", True), strict=False)
-        if args.get("state", "present") == "present" and current and not opens_port(rules, "tcp", current):
-            if current != management or not keep:
+        management = params["management_port"] or current or 22
+        args["management_port"] = management
+        if params["state"] == "present" and current and not opens_port(rules, "tcp", current):
+            if current != management or not params["keep_management_port"]:
                 result.update(failed=True, msg=(
                     "This connection uses port %d/tcp, which allow does not open and %s: applying would cut it. "
                     "Allow the port in allow, or keep the management port" % (

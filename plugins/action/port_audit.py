@@ -15,25 +15,23 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._audit import
     probe_ports,
     sort_findings,
 )
+from ansible_collections.portcullis.hardening.plugins.modules.port_audit import ARGUMENT_SPEC
+from ansible_collections.portcullis.hardening.plugins.plugin_utils._action import NETWORK_CONNECTIONS, validated
 from ansible_collections.portcullis.hardening.plugins.plugin_utils._probe import probe_tcp, resolve_addresses
 
 MODULE = "portcullis.hardening.port_audit"
-# Connections whose target address is a network address the controller can probe.
-NETWORK_CONNECTIONS = ("ssh", "paramiko", "paramiko_ssh", "ansible.builtin.ssh", "ansible.builtin.paramiko_ssh",
-                       "ansible.netcommon.libssh")
 
 
-def _probe_settings(args):
+def _probe_settings(params):
+    """The probe's bounds, from arguments the module's spec has already typed."""
     settings = {
-        "enabled": args.get("probe", True),
-        "addresses": args.get("probe_addresses") or [],
-        "ports": args.get("probe_ports") or [],
-        "timeout": float(args.get("probe_timeout", 1.0)),
-        "concurrency": int(args.get("probe_concurrency", 32)),
-        "max_ports": int(args.get("probe_max_ports", 1024)),
+        "enabled": params["probe"],
+        "addresses": params["probe_addresses"],
+        "ports": params["probe_ports"],
+        "timeout": params["probe_timeout"],
+        "concurrency": params["probe_concurrency"],
+        "max_ports": params["probe_max_ports"],
     }
-    if not isinstance(settings["enabled"], bool):
-        raise ValueError("probe: %r must be true or false" % (settings["enabled"],))
     if not 0 < settings["timeout"] <= 60:
         raise ValueError("probe_timeout: %r must be above 0 and at most 60 seconds" % settings["timeout"])
     if not 1 <= settings["concurrency"] <= 256:
@@ -41,7 +39,7 @@ def _probe_settings(args):
     if not 1 <= settings["max_ports"] <= 65535:
         raise ValueError("probe_max_ports: %r must be within 1-65535" % settings["max_ports"])
     for position, port in enumerate(settings["ports"]):
-        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        if not 1 <= port <= 65535:
             raise ValueError("probe_ports[%d]: %r must be a port within 1-65535" % (position, port))
     return settings
 
@@ -56,7 +54,7 @@ class ActionModule(ActionBase):
         # Every input is checked here, on the controller, before anything runs on the host.
         try:
             rules = parse_allowlist(args.get("allowlist") or [])
-            settings = _probe_settings(args)
+            settings = _probe_settings(validated(args, ARGUMENT_SPEC))
         except (AllowlistError, ValueError, TypeError) as exc:
             result.update(failed=True, msg=str(exc))
             return result
