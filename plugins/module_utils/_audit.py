@@ -13,6 +13,8 @@ from __future__ import annotations
 import ipaddress
 import os
 
+from ansible_collections.portcullis.hardening.plugins.module_utils._procnet import is_loopback, is_wildcard
+
 BENCHMARK = "CIS Debian Linux 12 Benchmark"
 BENCHMARK_VERSION = "v1.1.0"
 CONTROL_TITLES = {
@@ -90,13 +92,18 @@ def _stop_advice(processes):
     return "if the program is not needed, stop it and remove it from start-up"
 
 
-def _listener_finding(listener, rules, include_loopback):
-    """The finding for one listener, or None when the allowlist allows it as it is."""
+def _covering_rules(listener, rules):
+    """The entries about this listener's protocol, port and (effective) family."""
+    family = effective_family(listener)
+    return [rule for rule in rules if rule.protocol == listener["protocol"]
+            and rule.covers_port(listener["port"]) and rule.covers_family(family)]
+
+
+def _listener_finding(listener, candidates, include_loopback):
+    """The finding for one listener, given the entries about it, or None when they allow it as it is."""
     protocol, port, processes = listener["protocol"], listener["port"], listener["processes"]
     family = effective_family(listener)
     where = endpoint(protocol, listener["address"], port)
-    candidates = [rule for rule in rules
-                  if rule.protocol == protocol and rule.covers_port(port) and rule.covers_family(family)]
 
     def make(kind, severity, message, remediation, rule=None):
         return finding(kind, severity, protocol, family, listener["address"], port, processes,
@@ -143,10 +150,9 @@ def audit_listeners(listeners, rules, include_loopback=False):
     findings = []
     used = set()
     for listener in listeners:
-        family = effective_family(listener)
-        used.update(rule.index for rule in rules if rule.protocol == listener["protocol"]
-                    and rule.covers_port(listener["port"]) and rule.covers_family(family))
-        result = _listener_finding(listener, rules, include_loopback)
+        candidates = _covering_rules(listener, rules)
+        used.update(rule.index for rule in candidates)
+        result = _listener_finding(listener, candidates, include_loopback)
         if result:
             findings.append(result)
     for rule in rules:
@@ -163,13 +169,13 @@ def _serves(listener, target):
     """Whether `listener` surely answers on the probed address, and whether it may (dual-stack [::])."""
     if listener["protocol"] != "tcp" or listener["loopback"]:
         return False, False
-    address = ipaddress.ip_address(listener["address"])
     if target.version == 4:
         if listener["address"] in ("0.0.0.0", "::ffff:0.0.0.0") or listener["address"] in (
                 str(target), "::ffff:%s" % target):
             return True, True
         return False, listener["address"] == "::"  # [::] accepts IPv4 unless IPV6_V6ONLY
-    return address == target or listener["address"] == "::", address == target or listener["address"] == "::"
+    serves = listener["address"] == "::" or ipaddress.ip_address(listener["address"]) == target
+    return serves, serves
 
 
 def probe_findings(listeners, rules, probe):
@@ -259,11 +265,10 @@ def normalise_listeners(listeners):
             port = int(item["port"])
         except ValueError as exc:
             raise ValueError("listeners[%d]: %s" % (index, exc))
-        effective = address.ipv4_mapped if address.version == 6 and address.ipv4_mapped else address
         listener = dict(item)
         listener.setdefault("family", "ipv%d" % address.version)
-        listener.setdefault("loopback", effective.is_loopback)
-        listener.setdefault("wildcard", effective.is_unspecified)
+        listener.setdefault("loopback", is_loopback(address))
+        listener.setdefault("wildcard", is_wildcard(address))
         listener.setdefault("processes", [])
         listener["port"] = port
         normalised.append(listener)

@@ -23,7 +23,6 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._nftables imp
     apply_script,
     ensure_include,
     normalise_listing,
-    persist_include_line,
     remove_include,
     removal_script,
     rollback_script,
@@ -157,13 +156,18 @@ def save_state(state):
     write_file(STATE_FILE, json.dumps(state, sort_keys=True, indent=1) + "\n", mode=0o600)
 
 
+def conf_with_include():
+    """(/etc/nftables.conf text that loads the persisted table, whether that differs from the file as it is)."""
+    conf = read_file(NFTABLES_CONF)
+    new_conf, changed = ensure_include(conf or "#!/usr/sbin/nft -f\n", PERSIST_FILE)
+    return new_conf, changed or conf is None
+
+
 def persistence_plan(desired_text, host):
     """What persisting `desired_text` would change: {file, include, service} -> bool."""
-    conf = read_file(NFTABLES_CONF)
-    _new_conf, include_missing = ensure_include(conf or "#!/usr/sbin/nft -f\n", PERSIST_FILE)
     return {
         "file": read_file(PERSIST_FILE) != apply_script(desired_text),
-        "include": include_missing or conf is None,
+        "include": conf_with_include()[1],
         "service": not host.service_enabled(),
     }
 
@@ -172,9 +176,7 @@ def persist(desired_text, host, plan):
     if plan["file"]:
         write_file(PERSIST_FILE, apply_script(desired_text))
     if plan["include"]:
-        conf = read_file(NFTABLES_CONF)
-        new_conf, _changed = ensure_include(conf or "#!/usr/sbin/nft -f\n", PERSIST_FILE)
-        write_file(NFTABLES_CONF, new_conf, mode=file_mode(NFTABLES_CONF, 0o755))
+        write_file(NFTABLES_CONF, conf_with_include()[0], mode=file_mode(NFTABLES_CONF, 0o755))
     if plan["service"]:
         host.enable_service()
         # Remembered so that state=absent disables it again, and only then.
@@ -267,7 +269,7 @@ def confirm(token, desired_text, host, persist_rules=True):
 def remove(host, check_mode):
     """state=absent: delete the own table and its persistence; nothing else."""
     live_text, _live_normal = host.live_table()
-    persisted = os.path.exists(PERSIST_FILE) or persist_include_line(PERSIST_FILE) in (read_file(NFTABLES_CONF) or "")
+    persisted = os.path.exists(PERSIST_FILE) or remove_include(read_file(NFTABLES_CONF) or "", PERSIST_FILE)[1]
     changed = live_text is not None or persisted
     if changed and not check_mode:
         if live_text is not None:
