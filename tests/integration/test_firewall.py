@@ -33,10 +33,10 @@ import time
 
 import pytest
 
-from conftest import ansible_env
+from conftest import FRESH_SSH as FRESH_SSH_ARGS, ansible_env
 
 RELEASES = ("bookworm", "trixie")
-FRESH_SSH = ("-o", "ControlMaster=no", "-o", "ControlPath=none")
+FRESH_SSH = tuple(FRESH_SSH_ARGS.split())
 LAB_UP_TIMEOUT = 2700  # the first `up` builds the images with debootstrap
 PLAYBOOK_TIMEOUT = 600
 PROBE_TIMEOUT = 3
