@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 
-from ansible.errors import AnsibleError
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.portcullis.hardening.plugins.module_utils._allowlist import (
@@ -18,14 +17,12 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._allowlist im
 )
 from ansible_collections.portcullis.hardening.plugins.modules.firewall import ARGUMENT_SPEC
 from ansible_collections.portcullis.hardening.plugins.plugin_utils._action import (
-    NETWORK_CONNECTIONS,
-    SSH_CONNECTIONS,
+    connection_port,
+    on_a_new_connection,
     validated,
 )
 
 MODULE = "portcullis.hardening.firewall"
-# ssh arguments for a connection of its own: no ControlMaster to reuse, none to leave behind.
-FRESH_SSH_ARGS = "-o ControlMaster=no -o ControlPath=none"
 # Seconds a new connection may take to open: half the confirm window, within these bounds.
 MIN_CONNECT_TIMEOUT = 3
 DEFAULT_CONNECT_TIMEOUT = 10
@@ -36,15 +33,6 @@ REACHABLE_AGAIN_PAUSE = 5
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-
-    def _connection_port(self):
-        """The TCP port this task's connection uses, or None when it does not go over the network."""
-        if self._connection.transport not in NETWORK_CONNECTIONS:
-            return None
-        try:
-            return int(self._connection.get_option("port") or 22)
-        except (AnsibleError, KeyError, TypeError, ValueError):
-            return 22
 
     def _validate(self, args):
         """Every problem with the input, found on the controller before anything runs on the host.
@@ -71,7 +59,7 @@ class ActionModule(ActionBase):
             result.update(failed=True, msg=str(exc))
             return result
 
-        current = self._connection_port()
+        current = connection_port(self._connection)
         management = params["management_port"] or current or 22
         args["management_port"] = management
         if params["state"] == "present" and current and not opens_port(rules, "tcp", current):
@@ -90,27 +78,7 @@ class ActionModule(ActionBase):
         return self._confirm(result, args, rollback, task_vars)
 
     def _on_a_new_connection(self, function, connect_timeout):
-        """Run `function` over a new connection: the cached one may outlive a lockout and prove nothing.
-
-        For SSH: no ControlMaster to reuse, pipelining (one connection, not sftp, then scp, then piped, each
-        waiting out the connect timeout) and no reconnection retries, so an answer comes within `connect_timeout`.
-        """
-        self._connection.reset()
-        saved = {}
-        if self._connection.transport in SSH_CONNECTIONS:
-            fresh = {"ssh_args": FRESH_SSH_ARGS, "pipelining": True, "reconnection_retries": 0,
-                     "timeout": int(connect_timeout)}
-            for option, value in fresh.items():
-                saved[option] = self._connection.get_option(option)
-                self._connection.set_option(option, value)
-        try:
-            return function()
-        except AnsibleError as exc:  # unreachable, or refused: the new connection failed
-            return {"failed": True, "unreachable": True, "msg": str(exc)}
-        finally:
-            for option, value in saved.items():
-                self._connection.set_option(option, value)
-            self._connection.reset()
+        return on_a_new_connection(self._connection, function, connect_timeout)
 
     def _confirm(self, result, args, rollback, task_vars):
         deadline = time.monotonic() + rollback["timeout"]

@@ -378,3 +378,76 @@ def remove_include(conf_text, path=PERSIST_PATH):
     if not drop:
         return conf_text, False
     return "".join(line for number, line in enumerate(lines) if number not in drop), True
+
+
+# --- moving a port in a live table (portcullis.hardening.ssh_port and service_port) -------------------
+
+_TCP_DPORT = re.compile(r"(?P<head>(?:^|\s)tcp dport )(?P<ports>\{ [0-9, -]+ \}|[0-9]+(?:-[0-9]+)?)(?P<tail> )")
+_MANAGEMENT_COMMENT = re.compile(r'comment "portcullis: management ports?"')
+# Rules render_table() puts before the management port; a management rule goes after the last of them.
+_BEFORE_MANAGEMENT = ('"portcullis: essential ICMPv6', '"portcullis: ping', '"portcullis: DHCPv6 client"')
+
+
+def _dport_items(text):
+    """`22`, `20-30` or `{ 22, 2222 }` -> [(low, high)]."""
+    items = []
+    for item in text.strip("{} ").split(","):
+        low, _sep, high = item.strip().partition("-")
+        items.append((int(low), int(high or low)))
+    return items
+
+
+def _accepts(line):
+    return line.rstrip().endswith('"') and " accept comment " in line or line.rstrip().endswith(" accept")
+
+
+def tcp_rules_opening(table_text, port):
+    """The accept rules (stripped lines) of a table listing that open `port`/tcp, to some source at least."""
+    found = []
+    for line in table_text.splitlines():
+        match = _TCP_DPORT.search(line)
+        if match and _accepts(line) and any(low <= port <= high for low, high in _dport_items(match.group("ports"))):
+            found.append(line.strip())
+    return found
+
+
+def move_tcp_port(table_text, old_ports, new_port, keep_old):
+    """A table listing where every accept rule that opens one of `old_ports` (alone or in a set of single
+    ports) opens `new_port` too, and, unless `keep_old`, no longer the old ports: (new text, rules moved).
+
+    Sources, families and comments of each rule stay, so a port open to the management network only stays
+    so. When no rule opens an old port, the new port becomes a management port (a rule where render_table()
+    puts it).
+    """
+    old_ports = set(old_ports)
+    lines = table_text.splitlines()
+    moved = 0
+    for number, line in enumerate(lines):
+        match = _TCP_DPORT.search(line)
+        if not match or not _accepts(line):
+            continue
+        items = _dport_items(match.group("ports"))
+        if any(low != high for low, high in items):
+            continue  # a range stays as it is
+        ports = set(low for low, _high in items)
+        if not ports & old_ports:
+            continue
+        wanted = (ports if keep_old else ports - old_ports) | {new_port}
+        text = _match([str(port) for port in sorted(wanted)])
+        line = line[:match.start("ports")] + text + line[match.end("ports"):]
+        if _MANAGEMENT_COMMENT.search(line):
+            line = _MANAGEMENT_COMMENT.sub('comment "portcullis: management port%s"'
+                                           % ("s" if len(wanted) > 1 else ""), line)
+        lines[number] = line
+        moved += 1
+    if not moved:
+        position = None
+        for number, line in enumerate(lines):
+            if any(marker in line for marker in _BEFORE_MANAGEMENT):
+                position = number + 1
+        if position is None:
+            raise ValueError("the table has no rule that opens %s/tcp and no place for a management port rule"
+                             % ", ".join(str(port) for port in sorted(old_ports)))
+        indent = lines[position - 1][:len(lines[position - 1]) - len(lines[position - 1].lstrip())]
+        lines.insert(position, '%stcp dport %d accept comment "portcullis: management port"' % (indent, new_port))
+    return "\n".join(lines) + "\n", moved

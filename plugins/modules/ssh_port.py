@@ -1,0 +1,256 @@
+#!/usr/bin/python
+# Copyright (c) Portcullis contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: ssh_port
+short_description: Move sshd to another port over the very connection being moved, without locking anyone out
+version_added: 0.2.0
+description:
+  - Moves sshd to O(port) in steps, each verified before the next, with the host's own rollback armed
+    throughout. The steps are driven by the action plugin on the controller.
+  - "Plan (reads only): find sshd (on the inventory's port, else on O(port), else on O(previous_ports)); refuse a
+    port another process listens on; warn when the port is inside the kernel's ephemeral range; check that
+    C(sshd -t) accepts the configuration as it is."
+  - "Transition: arm a systemd timer that restores everything after O(confirm_timeout) seconds; label the port
+    C(ssh_port_t) where SELinux is enabled (C(semanage port), only when needed); make sshd listen on the old
+    and the new port - a drop-in of its own in C(/etc/ssh/sshd_config.d) when C(sshd_config) includes that
+    directory, else a marked block in C(sshd_config) before the first C(Match) - with every other C(Port)
+    line commented out, so no port is listed twice or lingers; validate with C(sshd -t); under C(ssh.socket)
+    activation override the socket's C(ListenStream) with a drop-in (the socket is never masked); open the
+    new port in the Portcullis firewall; reload sshd (or restart the socket) and wait until it listens."
+  - "Then the controller opens a new SSH session on the new port (no ControlMaster, same credentials) and
+    runs the next step over it: sshd listens on the new port only, the old port is closed in the firewall,
+    and sshd must listen on every address it listened on before (IPv4 and IPv6 alike). A last new
+    connection on the new port confirms the change, which disarms the timer and persists the firewall."
+  - Any failure rolls back to the previous configuration at once and names the step that failed. If the
+    controller loses the host midway, the host's timer rolls back by itself.
+  - The task returns the port to connect to in RV(ansible_port); set it as the host's C(ansible_port) (see
+    the examples) so that the rest of the play uses it. A re-run with the inventory still saying the old
+    port finds sshd on the new port, changes nothing and returns the same RV(ansible_port).
+author:
+  - Portcullis contributors (@portcullis)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
+attributes:
+  action:
+    support: full
+    details: The action plugin finds sshd, validates the options and opens the new connections that confirm each step.
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
+  check_mode:
+    support: full
+    details: Reports the planned sshd, socket, SELinux and firewall changes (with C(--diff)) and changes nothing.
+  diff_mode:
+    support: full
+  platform:
+    platforms: linux
+    details: sshd run by systemd (C(ssh.service) or C(sshd.service), optionally C(ssh.socket)).
+options:
+  port:
+    description: The TCP port sshd is to listen on (and only that one, once the move is done).
+    type: int
+    required: true
+  previous_ports:
+    description:
+      - Ports to look for sshd on when it does not answer on the connection's port (the inventory may still say
+        the old one). O(port) is always tried right after the connection's port.
+    type: list
+    elements: int
+    default: [22]
+  listen_addresses:
+    description:
+      - IP addresses (no ports) sshd listens on; they replace every C(ListenAddress) line. By default the
+        addresses stay as they are, and only a C(ListenAddress) that pins a moved port is rewritten without it.
+    type: list
+    elements: str
+  manage_firewall:
+    description:
+      - Move the port in the Portcullis firewall table (M(portcullis.hardening.firewall)) too, keeping each
+        rule's sources. By default, whenever that table exists on the host.
+    type: bool
+  selinux:
+    description:
+      - Label the port C(ssh_port_t) with C(semanage). V(auto) does so when SELinux is enabled (enforcing or
+        permissive: a permissive host switched to enforcing later would lock sshd out otherwise).
+    type: str
+    choices: [auto, 'true', 'false']
+    default: auto
+  confirm_timeout:
+    description:
+      - Seconds the host waits for the controller to confirm the whole move before it restores the previous
+        configuration by itself (10-3600).
+    type: int
+    default: 120
+  step:
+    description: Set by the action plugin; do not set it.
+    type: str
+    choices: [plan, transition, finalize, commit, rollback]
+    default: plan
+  token:
+    description: Set by the action plugin; do not set it.
+    type: str
+notes:
+  - Existing sessions survive every step (C(KillMode=process) in Debian's C(ssh.service)).
+  - Update the allowlist (and the inventory) afterwards; until then a firewall run keeps the new port open as the
+    management port, because the play connects on it.
+seealso:
+  - module: portcullis.hardening.firewall
+  - module: portcullis.hardening.service_port
+"""
+
+EXAMPLES = r"""
+- name: Move SSH to port 2222
+  portcullis.hardening.ssh_port:
+    port: 2222
+  register: ssh_move
+
+- name: Use the new port for the rest of the play
+  ansible.builtin.set_fact:
+    ansible_port: "{{ ssh_move.ansible_port }}"
+
+- name: Move SSH on hosts whose inventory may say 22 or 2200, listening on one IPv4 and one IPv6 address
+  portcullis.hardening.ssh_port:
+    port: 2222
+    previous_ports: [22, 2200]
+    listen_addresses: [192.0.2.10, "2001:db8::10"]
+    confirm_timeout: 180
+"""
+
+RETURN = r"""
+ansible_port:
+  description: The port to connect to from now on (O(port) after a move, and when sshd was already there).
+  returned: success
+  type: int
+  sample: 2222
+port:
+  description: The port sshd listens on once the task is done.
+  returned: success
+  type: int
+  sample: 2222
+found_on:
+  description: The port the controller found sshd on at the start.
+  returned: always
+  type: int
+  sample: 22
+ports_before:
+  description: The ports sshd listened on before.
+  returned: success
+  type: list
+  elements: int
+  sample: [22]
+listening_before:
+  description: The addresses and ports sshd listened on before.
+  returned: success
+  type: list
+  elements: str
+  sample: ["0.0.0.0:22", "[::]:22"]
+listening_after:
+  description: The addresses and ports sshd listens on afterwards (in check mode, what it listens on now).
+  returned: success
+  type: list
+  elements: str
+  sample: ["0.0.0.0:2222", "[::]:2222"]
+socket_activated:
+  description: Whether sshd is started by C(ssh.socket) (its C(ListenStream) is then what moves).
+  returned: success
+  type: bool
+selinux:
+  description: SELinux mode, the port's type before, and the C(semanage) commands run (or planned).
+  returned: success
+  type: dict
+firewall:
+  description: Whether the Portcullis firewall table was managed, and how many of its rules were moved.
+  returned: success
+  type: dict
+steps:
+  description: The steps that ran, in order.
+  returned: always
+  type: list
+  elements: str
+  sample: [found sshd on 22, plan, transition, new connection on 2222, finalize, commit]
+old_port_closed:
+  description: Whether a TCP connection from the controller to each old port now fails.
+  returned: when the port moved
+  type: dict
+  sample: {"22": true}
+failed_step:
+  description: The step that failed.
+  returned: failure
+  type: str
+rolled_back:
+  description: Whether the previous configuration was restored after a failure.
+  returned: failure after the host was changed
+  type: bool
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.portcullis.hardening.plugins.module_utils._firewall import FirewallError
+from ansible_collections.portcullis.hardening.plugins.module_utils._ssh_port import (
+    STEPS,
+    SshHost,
+    SshPortError,
+    commit,
+    finalize,
+    plan,
+    result_json,
+    rollback,
+    transition,
+)
+from ansible_collections.portcullis.hardening.plugins.module_utils._sshd import SshdConfigError
+from ansible_collections.portcullis.hardening.plugins.module_utils._transaction import TransactionError
+
+ARGUMENT_SPEC = {
+    "port": {"type": "int", "required": True},
+    "previous_ports": {"type": "list", "elements": "int", "default": [22]},
+    "listen_addresses": {"type": "list", "elements": "str"},
+    "manage_firewall": {"type": "bool"},
+    "selinux": {"type": "str", "choices": ["auto", "true", "false"], "default": "auto"},
+    "confirm_timeout": {"type": "int", "default": 120},
+    "step": {"type": "str", "choices": list(STEPS), "default": "plan"},
+    "token": {"type": "str", "no_log": False},
+}
+
+
+def run(module):
+    params = module.params
+    host = SshHost(module.run_command)
+    step = params["step"]
+    if step == "plan":
+        result = result_json(plan(host, params))
+    elif step == "transition":
+        result, _transaction = transition(host, params, os.urandom(6).hex())
+        result = result_json(result)
+    elif step == "finalize":
+        result = finalize(host, params, params["token"])
+    elif step == "commit":
+        result = commit(host, params["token"])
+    else:
+        result = rollback(host, params["token"])
+    for warning in result.pop("warnings", []):
+        module.warn(warning)
+    return result
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    if module.check_mode and module.params["step"] != "plan":
+        module.fail_json(msg="step=%s changes the host; check mode runs step=plan only" % module.params["step"])
+    try:
+        result = run(module)
+    except (SshPortError, SshdConfigError, TransactionError, FirewallError, OSError) as exc:
+        module.fail_json(msg=str(exc), failed_step=module.params["step"])
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
