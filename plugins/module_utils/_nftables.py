@@ -397,6 +397,12 @@ def _dport_items(text):
     return items
 
 
+def _rule_part(line):
+    """The rule without its comment: a comment is free text, "tcp dport 22" included."""
+    position = line.find(' comment "')
+    return line if position < 0 else line[:position]
+
+
 def _accepts(line):
     return line.rstrip().endswith('"') and " accept comment " in line or line.rstrip().endswith(" accept")
 
@@ -405,7 +411,7 @@ def tcp_rules_opening(table_text, port):
     """The accept rules (stripped lines) of a table listing that open `port`/tcp, to some source at least."""
     found = []
     for line in table_text.splitlines():
-        match = _TCP_DPORT.search(line)
+        match = _TCP_DPORT.search(_rule_part(line))
         if match and _accepts(line) and any(low <= port <= high for low, high in _dport_items(match.group("ports"))):
             found.append(line.strip())
     return found
@@ -423,7 +429,7 @@ def move_tcp_port(table_text, old_ports, new_port, keep_old):
     lines = table_text.splitlines()
     moved = 0
     for number, line in enumerate(lines):
-        match = _TCP_DPORT.search(line)
+        match = _TCP_DPORT.search(_rule_part(line))
         if not match or not _accepts(line):
             continue
         items = _dport_items(match.group("ports"))

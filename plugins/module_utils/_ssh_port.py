@@ -165,19 +165,23 @@ class SshHost:
             held.append("%s on %s" % (owners or "a process Portcullis cannot see", _address_text(listener)))
         return held
 
-    def wait_listening(self, wanted_ports, gone_ports, step, socket_ports=()):
-        """Poll /proc until sshd listens on every wanted port and on no gone port; return its addresses."""
+    def wait_listening(self, wanted_ports, gone_ports, step, socket_ports=(), wanted_addresses=()):
+        """Poll /proc until sshd listens on every wanted port and address and on no gone port; return its
+        addresses. sshd binds one address after the other after a reload, so the first look may be partial."""
         deadline = time.monotonic() + LISTEN_WAIT_SECONDS
         while True:
             listening = self.sshd_listening(socket_ports)
             ports = set(port for _address, port in listening)
-            if set(wanted_ports) <= ports and not ports & set(gone_ports):
-                return [address for address, _port in listening]
+            addresses = [address for address, _port in listening]
+            missing = sorted(set(wanted_addresses) - set(addresses))
+            if set(wanted_ports) <= ports and not ports & set(gone_ports) and not missing:
+                return addresses
             if time.monotonic() > deadline:
-                raise SshPortError("%s: after %d s sshd listens on %s, not on port(s) %s%s" % (
-                    step, LISTEN_WAIT_SECONDS, ", ".join(address for address, _port in listening) or "nothing",
+                raise SshPortError("%s: after %d s sshd listens on %s, not on port(s) %s%s%s" % (
+                    step, LISTEN_WAIT_SECONDS, ", ".join(addresses) or "nothing",
                     ", ".join(str(port) for port in sorted(wanted_ports)),
-                    " without %s" % ", ".join(str(port) for port in sorted(gone_ports)) if gone_ports else ""))
+                    " without %s" % ", ".join(str(port) for port in sorted(gone_ports)) if gone_ports else "",
+                    " (it no longer listens on %s, as it did before)" % ", ".join(missing) if missing else ""))
             self.sleep(LISTEN_POLL_SECONDS)
 
     def selinux(self, port, wanted_setting):
@@ -404,7 +408,9 @@ def transition(host, params, token):
             host.check(command, step)
         step = "transition: waiting for sshd to listen on the old and the new port"
         socket_ports = sorted(set(steps["socket_ports"]) | {params["port"]}) if steps["socket"]["active"] else ()
-        result["listening_transition"] = host.wait_listening([params["port"]], [], step, socket_ports)
+        kept = expected_addresses(result["listening_before"], result["moved_ports"], params["port"],
+                                  params.get("listen_addresses"))
+        result["listening_transition"] = host.wait_listening([params["port"]], [], step, socket_ports, kept)
     except (SshPortError, FirewallError, TransactionError, OSError, SshdConfigError) as exc:
         raise SshPortError(_rolled_back(transaction, step, exc))
     result["token"] = token
@@ -442,28 +448,26 @@ def finalize(host, params, token):
         step = "finalize: reloading sshd"
         for command in restart_commands(data["socket"], data["service"]):
             host.check(command, step)
-        step = "finalize: waiting for sshd to listen on the new port only"
+        step = "finalize: waiting for sshd to listen on the new port only, on every address it listened on before"
         socket_ports = [data["port"]] if data["socket"]["active"] else ()
-        after = host.wait_listening([data["port"]], data["moved"], step, socket_ports)
-        step = "finalize: checking that sshd listens on every address it listened on before"
-        lost = lost_addresses(data["listening_before"], after, data["moved"], data["port"], data["listen_addresses"])
-        if lost:
-            raise SshPortError("sshd no longer listens on %s" % ", ".join(lost))
+        after = host.wait_listening([data["port"]], data["moved"], step, socket_ports, expected_addresses(
+            data["listening_before"], data["moved"], data["port"], data["listen_addresses"]))
     except (SshPortError, FirewallError, TransactionError, OSError, SshdConfigError) as exc:
         raise SshPortError(_rolled_back(transaction, step, exc))
     return {"changed": True, "listening_after": after}
 
 
-def lost_addresses(before, after, moved, port, listen_addresses):
-    """Addresses sshd listened on (on a moved port) that it does not listen on now on the new port."""
+def expected_addresses(before, moved, port, listen_addresses):
+    """The addresses sshd must listen on with the new port: each address it listened on with a moved port
+    (IPv4 and IPv6 alike), unless the operator chose the addresses (listen_addresses)."""
     if listen_addresses is not None:
-        return []  # the operator chose the addresses
+        return []
     wanted = set()
     for address in before:
         host_part, _sep, old = address.rpartition(":")
         if old.isdigit() and int(old) in moved:
             wanted.add("%s:%d" % (host_part, port))
-    return sorted(wanted - set(after))
+    return sorted(wanted)
 
 
 def commit(host, token):

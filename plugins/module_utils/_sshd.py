@@ -219,13 +219,21 @@ def block_text(ports, addresses):
     return lines
 
 
-def _strip_block(lines):
-    """Lines without the own marked block: (lines, index where the block was or None)."""
+def _block_range(lines):
+    """(index of BLOCK_BEGIN, index of BLOCK_END) of the own marked block, or None."""
     try:
         begin = lines.index(BLOCK_BEGIN)
-        end = lines.index(BLOCK_END, begin)
+        return begin, lines.index(BLOCK_END, begin)
     except ValueError:
+        return None
+
+
+def _strip_block(lines):
+    """Lines without the own marked block: (lines, index where the block was or None)."""
+    found = _block_range(lines)
+    if found is None:
         return lines, None
+    begin, end = found
     return lines[:begin] + lines[end + 1:], begin
 
 
@@ -248,6 +256,13 @@ def plan_config(layout, ports, listen_addresses=None, moved_ports=()):
     target = drop_in or layout.main_path
     addresses = []
     disable = {}  # path -> set of line numbers to comment out
+    own_block = None if drop_in else _block_range(layout.texts[layout.main_path].splitlines())
+
+    def own(line):
+        """Whether plan_config wrote the line: it is in the own drop-in, or in the own block of the main file."""
+        if drop_in:
+            return line.path == drop_in
+        return line.path == layout.main_path and own_block is not None and own_block[0] < line.number < own_block[1]
 
     def comment_out(line):
         disable.setdefault(line.path, set()).add(line.number)
@@ -256,7 +271,7 @@ def plan_config(layout, ports, listen_addresses=None, moved_ports=()):
         if line.path != drop_in:
             comment_out(line)
     for line, address, port, rest in layout.listen_addresses():
-        if line.path == drop_in:
+        if own(line):
             continue
         if listen_addresses is not None:
             comment_out(line)
@@ -265,10 +280,10 @@ def plan_config(layout, ports, listen_addresses=None, moved_ports=()):
             addresses.append(" ".join(filter(None, [format_listen_address(address), rest])))
     if listen_addresses is not None:
         addresses = [str(address) for address in listen_addresses]
-    elif drop_in and drop_in in layout.texts:
-        # Addresses the own drop-in already holds stay, unless they were only there for the ports moved.
+    else:
+        # Addresses the own drop-in (or block) already holds stay, unless they were only there for the ports moved.
         for line, address, port, rest in layout.listen_addresses():
-            if line.path == drop_in:
+            if own(line):
                 addresses.append(" ".join(filter(None, [format_listen_address(address, port), rest])))
     seen = set()
     addresses = [address for address in addresses if not (address in seen or seen.add(address))]
@@ -338,9 +353,11 @@ def socket_listens(listens, ports, moved_ports, listen_addresses=None):
     """The socket's listen entries once it listens on `ports`: [(address, type)].
 
     Stream entries on a moved port become one entry per port (same address); other entries stay.
-    listen_addresses replaces the moved entries with one per address and port.
+    listen_addresses replaces the moved entries, and those on `ports`, with one per address and port.
     """
     result = []
+    if listen_addresses is not None:
+        moved_ports = set(moved_ports) | set(ports)
     moved = [address for address, kind in listens if kind == "Stream" and stream_port(address) in moved_ports]
     if listen_addresses is not None:
         moved_entries = [(format_listen_address(str(address), port), "Stream")
