@@ -42,6 +42,7 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._sshd import 
     SSHD_CONFIG,
     SshdConfigError,
     apply_edits,
+    has_own_record,
     parse_listen_property,
     parse_port_range,
     parse_semanage_ports,
@@ -80,7 +81,7 @@ def expand_sorted(pattern):
     return sorted(glob.glob(pattern))
 
 
-def _address_text(listener):
+def address_text(listener):
     address = listener["address"]
     return "[%s]:%d" % (address, listener["port"]) if ":" in address else "%s:%d" % (address, listener["port"])
 
@@ -152,7 +153,7 @@ class SshHost:
         return names == {"systemd"} and listener["port"] in socket_ports
 
     def sshd_listening(self, socket_ports=()):
-        return sorted((_address_text(listener), listener["port"]) for listener in self.listeners()
+        return sorted((address_text(listener), listener["port"]) for listener in self.listeners()
                       if self.is_sshd(listener, socket_ports))
 
     def port_holders(self, port, socket_ports=()):
@@ -162,27 +163,13 @@ class SshHost:
             if listener["port"] != port or self.is_sshd(listener, socket_ports):
                 continue
             owners = ", ".join("%s[%d]" % (process["name"], process["pid"]) for process in listener["processes"])
-            held.append("%s on %s" % (owners or "a process Portcullis cannot see", _address_text(listener)))
+            held.append("%s on %s" % (owners or "a process Portcullis cannot see", address_text(listener)))
         return held
 
     def wait_listening(self, wanted_ports, gone_ports, step, socket_ports=(), wanted_addresses=()):
-        """Poll /proc until sshd listens on every wanted port and address and on no gone port; return its
-        addresses. sshd binds one address after the other after a reload, so the first look may be partial."""
-        deadline = time.monotonic() + LISTEN_WAIT_SECONDS
-        while True:
-            listening = self.sshd_listening(socket_ports)
-            ports = set(port for _address, port in listening)
-            addresses = [address for address, _port in listening]
-            missing = sorted(set(wanted_addresses) - set(addresses))
-            if set(wanted_ports) <= ports and not ports & set(gone_ports) and not missing:
-                return addresses
-            if time.monotonic() > deadline:
-                raise SshPortError("%s: after %d s sshd listens on %s, not on port(s) %s%s%s" % (
-                    step, LISTEN_WAIT_SECONDS, ", ".join(addresses) or "nothing",
-                    ", ".join(str(port) for port in sorted(wanted_ports)),
-                    " without %s" % ", ".join(str(port) for port in sorted(gone_ports)) if gone_ports else "",
-                    " (it no longer listens on %s, as it did before)" % ", ".join(missing) if missing else ""))
-            self.sleep(LISTEN_POLL_SECONDS)
+        """Poll /proc until sshd listens on every wanted port and address and on no gone port."""
+        return wait_until_listening(lambda: self.sshd_listening(socket_ports), "sshd", wanted_ports, gone_ports,
+                                    step, wanted_addresses, self.sleep)
 
     def selinux(self, port, wanted_setting):
         """{mode, type_before, apply, undo} for labelling `port` ssh_port_t; no commands when not wanted."""
@@ -195,9 +182,32 @@ class SshHost:
         if rc != 0:
             raise SshPortError("plan: selinux=%s but `semanage port -l` failed (rc=%d): %s. Install "
                                "policycoreutils-python-utils (semanage)" % (wanted_setting, rc, (err or out).strip()))
-        info["type_before"] = port_type(parse_semanage_ports(out), port)
-        info["apply"], info["undo"] = selinux_commands(port, info["type_before"])
+        records = parse_semanage_ports(out)
+        info["type_before"] = port_type(records, port)
+        info["apply"], info["undo"] = selinux_commands(port, info["type_before"],
+                                                       own_record=has_own_record(records, port))
         return info
+
+
+def wait_until_listening(get_listening, what, wanted_ports, gone_ports, step, wanted_addresses=(), sleep=time.sleep):
+    """Poll get_listening() -> [(address text, port)] until `what` listens on every wanted port and address and on
+    no gone port; return the addresses. A daemon binds one address after the other after a reload or a restart,
+    so a first look may be partial; raises SshPortError naming the step after LISTEN_WAIT_SECONDS."""
+    deadline = time.monotonic() + LISTEN_WAIT_SECONDS
+    while True:
+        listening = get_listening()
+        ports = set(port for _address, port in listening)
+        addresses = [address for address, _port in listening]
+        missing = sorted(set(wanted_addresses) - set(addresses))
+        if set(wanted_ports) <= ports and not ports & set(gone_ports) and not missing:
+            return addresses
+        if time.monotonic() > deadline:
+            raise SshPortError("%s: after %d s %s listens on %s, not on port(s) %s%s%s" % (
+                step, LISTEN_WAIT_SECONDS, what, ", ".join(addresses) or "nothing",
+                ", ".join(str(port) for port in sorted(wanted_ports)),
+                " without %s" % ", ".join(str(port) for port in sorted(gone_ports)) if gone_ports else "",
+                " (it no longer listens on %s, as it did before)" % ", ".join(missing) if missing else ""))
+        sleep(LISTEN_POLL_SECONDS)
 
 
 def restart_commands(socket, service):

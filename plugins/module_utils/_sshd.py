@@ -383,10 +383,11 @@ def socket_listens(listens, ports, moved_ports, listen_addresses=None):
     return result
 
 
-def socket_drop_in(listens):
-    """The ssh.socket drop-in text: reset the inherited listen entries (an empty assignment), then ours."""
-    lines = ["# Managed by %s: the port(s) ssh.socket listens on (under socket activation sshd ignores Port)."
-             % OWNER, "# Changes here are overwritten.", "[Socket]", "ListenStream="]
+def socket_drop_in(listens, header=None):
+    """A socket unit drop-in text: reset the inherited listen entries (an empty assignment), then ours."""
+    header = header or ("# Managed by %s: the port(s) ssh.socket listens on (under socket activation sshd ignores "
+                        "Port)." % OWNER)
+    lines = [header, "# Changes here are overwritten.", "[Socket]", "ListenStream="]
     for address, kind in listens:
         directive_name = LISTEN_DIRECTIVES.get(kind)
         if directive_name is None:
@@ -433,11 +434,20 @@ def port_type(records, port, protocol="tcp"):
     return best[0] if best else None
 
 
-def selinux_commands(port, current_type, wanted="ssh_port_t"):
-    """(commands that label `port` with `wanted`, commands that undo them): argument lists for semanage."""
+def has_own_record(records, port, protocol="tcp"):
+    """Whether `port` has a record of its own (not only a range that holds it): only then can -m change it."""
+    return any(proto == protocol and low == high == port for _kind, proto, low, high in records)
+
+
+def selinux_commands(port, current_type, wanted="ssh_port_t", own_record=True):
+    """(commands that label `port` with `wanted`, commands that undo them): argument lists for semanage.
+
+    A port with a record of its own is modified (-m); one covered only by a range (unreserved_port_t
+    1024-32767, say) or by nothing gets a record added (-a), which semanage refuses to modify.
+    """
     if current_type == wanted:
         return [], []
-    if current_type is None:
+    if current_type is None or not own_record:
         return ([["semanage", "port", "-a", "-t", wanted, "-p", "tcp", str(port)]],
                 [["semanage", "port", "-d", "-t", wanted, "-p", "tcp", str(port)]])
     return ([["semanage", "port", "-m", "-t", wanted, "-p", "tcp", str(port)]],
