@@ -17,6 +17,8 @@ REPORT_DIR ?= $(abspath reports)
 LAB := $(BIN)/python $(abspath lab/portcullis_lab.py)
 DEMO_LAB_DIR ?= $(abspath .lab)
 TEST_LAB_DIR ?= $(abspath .lab-test)
+# `make demo` moves the lab hosts' sshd here.
+DEMO_SSH_PORT ?= 2222
 
 APT_PACKAGES := podman runc debootstrap shellcheck chromium poppler-utils
 # The official SARIF 2.1.0 schema (assets/sarif-2.1.0.schema.json), for the report tests; npm has it, PyPI does not.
@@ -95,11 +97,14 @@ demo: collection
 	@echo "== 2. Audit against demo/lab-allowlist.yml, in check mode (playbooks/audit.yml --check)"
 	$(BIN)/ansible-playbook -i $(DEMO_LAB_DIR)/inventory.yml playbooks/audit.yml --check \
 	  -e @demo/lab-allowlist.yml -e portcullis_report_dir=$(REPORT_DIR)/before -e portcullis_fail_on_findings=false
-	@echo "== 3. Harden: default-deny firewall from the same allowlist (playbooks/harden.yml)"
-	$(BIN)/ansible-playbook -i $(DEMO_LAB_DIR)/inventory.yml playbooks/harden.yml -e @demo/lab-allowlist.yml
-	@echo "== 4. Audit again"
+	@echo "== 3. Harden: move SSH 22 -> $(DEMO_SSH_PORT) over the moved connection, then a default-deny firewall"
+	@echo "   from the same allowlist (playbooks/harden.yml -e portcullis_ssh_port=$(DEMO_SSH_PORT))"
+	$(BIN)/ansible-playbook -i $(DEMO_LAB_DIR)/inventory.yml playbooks/harden.yml -e @demo/lab-allowlist.yml \
+	  -e portcullis_ssh_port=$(DEMO_SSH_PORT)
+	@echo "== 4. Audit again (the lab's inventory still says 22: connect on $(DEMO_SSH_PORT))"
 	$(BIN)/ansible-playbook -i $(DEMO_LAB_DIR)/inventory.yml playbooks/audit.yml --check \
-	  -e @demo/lab-allowlist.yml -e portcullis_report_dir=$(REPORT_DIR)/after -e portcullis_fail_on_findings=false
+	  -e @demo/lab-allowlist.yml -e portcullis_report_dir=$(REPORT_DIR)/after -e portcullis_fail_on_findings=false \
+	  -e ansible_port=$(DEMO_SSH_PORT)
 	@echo
 	@echo "== What listens"
 	@cat $(REPORT_DIR)/listeners.txt
@@ -112,7 +117,7 @@ demo: collection
 	@cat $(REPORT_DIR)/after/portcullis-report.txt
 	@echo
 	@echo "Reports: $(REPORT_DIR)/{before,after}/portcullis-report.{html,json,junit.xml,sarif,txt}"
-	@echo "Log in to a lab host: ssh -F $(DEMO_LAB_DIR)/ssh_config portcullis-bookworm-1"
+	@echo "Log in to a lab host: ssh -F $(DEMO_LAB_DIR)/ssh_config -p $(DEMO_SSH_PORT) portcullis-bookworm-1"
 
 # --- tests -------------------------------------------------------------------------------------
 

@@ -193,7 +193,9 @@ def probe_findings(listeners, rules, probe):
             covering = [rule for rule in rules if rule.protocol == "tcp" and rule.covers_port(port)
                         and rule.covers_family(family) and rule.bind == "any"]
             serving = [item for item in listeners if item["port"] == port and _serves(item, target)[1]]
-            processes = [process for item in serving for process in item["processes"]]
+            processes = []
+            for item in serving:  # 0.0.0.0 and [::] sockets of one program: each process once
+                processes.extend(process for process in item["processes"] if process not in processes)
             if state == "open":
                 source = ipaddress.ip_address(seen_from) if seen_from else None
                 if covering and (source is None or any(rule.allows_source(source) for rule in covering)):

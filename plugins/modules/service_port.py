@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: service_port
 short_description: Move a service to another TCP port, prove it from the controller, or roll back
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Moves a systemd service whose port is set by a line of a configuration file (O(path), O(regexp), O(line)) or
     by a socket unit (O(socket_unit)) to O(port), the way M(portcullis.hardening.ssh_port) moves sshd.

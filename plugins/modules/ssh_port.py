@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: ssh_port
 short_description: Move sshd to another port over the very connection being moved, without locking anyone out
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Moves sshd to O(port) in steps, each verified before the next, with the host's own rollback armed
     throughout. The steps are driven by the action plugin on the controller.
@@ -77,8 +77,8 @@ options:
     type: bool
   selinux:
     description:
-      - Label the port C(ssh_port_t) with C(semanage). V(auto) does so when SELinux is enabled (enforcing or
-        permissive: a permissive host switched to enforcing later would lock sshd out otherwise).
+      - Label the port C(ssh_port_t) with C(semanage). V(auto) does so when SELinux is enabled, enforcing or
+        permissive (a permissive host switched to enforcing later would lock sshd out otherwise).
     type: str
     choices: [auto, 'true', 'false']
     default: auto

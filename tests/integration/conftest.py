@@ -45,9 +45,12 @@ class LabHost:
                                  % (self.name, command, completed.returncode, completed.stderr))
         return completed.stdout
 
-    def module(self, name, args="", become_user=None):
-        """Run a module on the host through ansible (SSH connection); return its result dict."""
-        command = ["ansible", self.name, "-i", self.inventory, "-m", name]
+    def module(self, name, args="", become_user=None, extra=()):
+        """Run a module on the host through ansible (SSH connection); return its result dict.
+
+        extra: more ansible arguments, such as ["--check", "--diff"].
+        """
+        command = ["ansible", self.name, "-i", self.inventory, "-m", name] + list(extra)
         if args:
             command += ["-a", args]
         if become_user:

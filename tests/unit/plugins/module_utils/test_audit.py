@@ -166,6 +166,13 @@ def test_probe_findings():
     assert not [item for item in findings if item["port"] == 7000]
 
 
+def test_probe_finding_lists_a_process_once_when_it_holds_the_ipv4_and_ipv6_sockets():
+    listeners = [listener("tcp", "0.0.0.0", 22, [SSHD]), listener("tcp", "::", 22, [SSHD])]
+    findings = probe_findings(listeners, parse_allowlist([{"port": 2222}]), {"192.0.2.5": {22: ("open", "192.0.2.1")}})
+    assert kinds(findings) == [("reachable_not_allowed", "high", "tcp", "192.0.2.5", 22, None)]
+    assert findings[0]["processes"] == [SSHD]
+
+
 def test_probe_ports_are_bounded():
     rules = parse_allowlist([{"port": 22}, {"port": "8000-8002"}, {"port": 53, "protocol": "udp"}])
     listeners = [listener("tcp", "0.0.0.0", 9000), listener("tcp", "127.0.0.1", 6379), listener("udp", "::", 5353)]

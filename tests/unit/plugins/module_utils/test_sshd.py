@@ -548,7 +548,7 @@ def test_plan_existing_own_drop_in_is_rewritten_not_commented_out():
     layout = layout_of(debian_files(**{"portcullis_ssh_port": OWN_HEADER + "Port 2222\n"}))
     edits = plan_config(layout, [3333], moved_ports=[2222])
     assert edits[OWN_DROP_IN] == OWN_HEADER + "Port 3333\n"
-    assert DISABLED.split("(")[0] not in edits[OWN_DROP_IN]
+    assert DISABLED.split("(", maxsplit=1)[0] not in edits[OWN_DROP_IN]
     assert apply_edits(layout, edits).ports() == [3333]
 
 
