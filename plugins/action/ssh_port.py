@@ -48,11 +48,8 @@ class ActionModule(ActionBase):
 
     def _validate(self, args):
         params = validated(args, ARGUMENT_SPEC)
-        for internal in ("token",):
-            if params[internal] is not None:
-                raise ValueError("%s: is set by the ssh_port action plugin itself; do not set it" % internal)
-        if params["step"] != "plan":
-            raise ValueError("step: is set by the ssh_port action plugin itself; do not set it")
+        if params["step"] != "plan" or params["token"] is not None:
+            raise ValueError("step and token: are set by the ssh_port action plugin itself; do not set them")
         if not 1 <= params["port"] <= 65535:
             raise ValueError("port: %r is outside 1-65535" % params["port"])
         _ports("previous_ports", params["previous_ports"])

@@ -49,6 +49,7 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._transaction 
     Transaction,
     TransactionError,
     clear_stale,
+    refuse_if_pending,
 )
 
 KIND = "service-port"
@@ -127,6 +128,7 @@ def plan(host, params):
     """What moving the service would change; reads only."""
     service, socket_unit, port = params["service"], params["socket_unit"], params["port"]
     units = [service] + ([socket_unit] if socket_unit else [])
+    refuse_if_pending(KIND, host.run)
     listening = host.listening(units)
     ports = sorted(set(item for _address, item in listening))
     old = params["previous_port"]

@@ -59,6 +59,7 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._transaction 
     Transaction,
     TransactionError,
     clear_stale,
+    refuse_if_pending,
 )
 
 KIND = "ssh-port"
@@ -237,6 +238,7 @@ def plan(host, params):
     """Read everything, change nothing: what moving sshd to params["port"] would do (the `plan` step)."""
     port = params["port"]
     warnings = []
+    refuse_if_pending(KIND, host.run)
     layout = host.layout()
     host.test_config("plan (on the configuration as it is, before any change)")
     socket = host.socket()

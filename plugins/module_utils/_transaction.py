@@ -146,6 +146,26 @@ class Transaction:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+def pending_tokens(kind, run, state_dir=STATE_DIR):
+    """Tokens of earlier changes of `kind` whose rollback timer is still armed (a controller lost midway)."""
+    found = []
+    for name in sorted(os.listdir(state_dir)) if os.path.isdir(state_dir) else []:
+        match = re.match(r"^%s-([0-9a-f]{12})$" % re.escape(kind), name)
+        if match and Transaction(kind, match.group(1), run, state_dir).pending():
+            found.append(match.group(1))
+    return found
+
+
+def refuse_if_pending(kind, run, state_dir=STATE_DIR):
+    """Fail when an earlier change is still armed: its timer would undo whatever this run does."""
+    pending = pending_tokens(kind, run, state_dir)
+    if pending:
+        raise TransactionError(
+            "plan: an earlier %s change (%s) is still waiting for its confirmation on this host; its rollback timer "
+            "(portcullis-%s-rollback-%s.timer) will put the previous configuration back. Run again once it has "
+            "fired (nothing was changed)" % (kind, ", ".join(pending), kind, pending[0]))
+
+
 def clear_stale(kind, run, state_dir=STATE_DIR):
     """Remove the directories of earlier changes whose timer is no longer armed (rolled back, or abandoned)."""
     if not os.path.isdir(state_dir):

@@ -11,6 +11,8 @@ Private to the collection.
 
 from __future__ import annotations
 
+import re
+
 from ansible.errors import AnsibleError
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
@@ -33,6 +35,14 @@ def validated(args, argument_spec):
 
 # ssh arguments for a connection of its own: no ControlMaster to reuse, none to leave behind.
 FRESH_SSH_ARGS = "-o ControlMaster=no -o ControlPath=none"
+_CONTROL_OPTIONS = re.compile(r"(?i)-o\s*['\"]?Control(?:Master|Persist|Path)\s*=?\s*[^\s'\"]*['\"]?")
+
+
+def fresh_ssh_args(ssh_args):
+    """`ssh_args` for a connection of its own: the operator's options (a ProxyJump, ciphers...) without their
+    connection sharing, after FRESH_SSH_ARGS (ssh takes the first value of an option)."""
+    kept = " ".join(_CONTROL_OPTIONS.sub(" ", ssh_args or "").split())
+    return (FRESH_SSH_ARGS + " " + kept).strip()
 
 
 def connection_port(connection):
@@ -56,7 +66,8 @@ def on_a_new_connection(connection, function, connect_timeout, port=None):
     connection.reset()
     fresh = {}
     if connection.transport in SSH_CONNECTIONS:
-        fresh = {"ssh_args": FRESH_SSH_ARGS, "pipelining": True, "reconnection_retries": 0,
+        fresh = {"ssh_args": fresh_ssh_args(connection.get_option("ssh_args")), "pipelining": True,
+                 "reconnection_retries": 0,
                  "timeout": int(connect_timeout)}
     if port is not None:
         fresh["port"] = port

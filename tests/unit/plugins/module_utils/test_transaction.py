@@ -22,6 +22,8 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._transaction 
     Transaction,
     TransactionError,
     clear_stale,
+    pending_tokens,
+    refuse_if_pending,
     rollback_script,
 )
 
@@ -390,3 +392,19 @@ def test_clear_stale_without_a_state_directory_does_nothing(tmp_path):
     clear_stale(KIND, run, state_dir=str(tmp_path / "missing"))
     assert run.calls == []
     assert not (tmp_path / "missing").exists()
+
+
+def test_an_armed_earlier_change_is_refused_until_its_timer_fired(tmp_path):
+    run = FakeRun()
+    state = str(tmp_path)
+    refuse_if_pending(KIND, run, state_dir=state)  # nothing there
+    earlier = Transaction(KIND, TOKEN, run, state_dir=state)
+    earlier.begin([], [], 60)
+    assert pending_tokens(KIND, run, state_dir=state) == [TOKEN]
+    with pytest.raises(TransactionError, match=r"an earlier %s change \(%s\) is still waiting .*portcullis-%s-rollback-%s"
+                       r"\.timer.*\(nothing was changed\)" % (KIND, TOKEN, KIND, TOKEN)):
+        refuse_if_pending(KIND, run, state_dir=state)
+    refuse_if_pending("service-port", run, state_dir=state)  # another kind is no conflict
+    run.armed.discard(earlier.unit)
+    assert pending_tokens(KIND, run, state_dir=state) == []
+    refuse_if_pending(KIND, run, state_dir=state)

@@ -9,7 +9,11 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.portcullis.hardening.plugins.modules import firewall, port_audit
-from ansible_collections.portcullis.hardening.plugins.plugin_utils._action import validated
+from ansible_collections.portcullis.hardening.plugins.plugin_utils._action import (
+    FRESH_SSH_ARGS,
+    fresh_ssh_args,
+    validated,
+)
 
 
 def test_arguments_are_typed_and_defaulted_as_the_module_sees_them():
@@ -29,3 +33,16 @@ def test_bad_arguments_fail_naming_the_option(spec, args, words):
         validated(args, spec)
     for word in words:
         assert word in str(error.value), str(error.value)
+
+
+@pytest.mark.parametrize("operator, kept", [
+    (None, ""),
+    ("-C -o ControlMaster=auto -o ControlPersist=60s", "-C"),  # Ansible's default
+    ("-o ProxyJump=bastion -o ControlPath=/tmp/cp-%h -o 'ControlPersist=yes'", "-o ProxyJump=bastion"),
+    ("-o controlmaster=auto -oControlPersist=10m -o Ciphers=aes256-gcm@openssh.com",
+     "-o Ciphers=aes256-gcm@openssh.com"),
+])
+def test_a_new_connection_keeps_the_operators_ssh_options_but_never_shares_one(operator, kept):
+    args = fresh_ssh_args(operator)
+    assert args.startswith(FRESH_SSH_ARGS)  # ssh takes the first value of an option
+    assert args[len(FRESH_SSH_ARGS):].strip() == kept
