@@ -257,8 +257,10 @@ def plan(host, params):
     ephemeral = parse_port_range(host.read(EPHEMERAL_RANGE))
     if ephemeral and ephemeral[0] <= port <= ephemeral[1]:
         warnings.append("port %d is inside the kernel's ephemeral port range %d-%d "
-                        "(net.ipv4.ip_local_port_range): an outgoing connection may take it while sshd is down"
-                        % ((port,) + ephemeral))
+                        "(net.ipv4.ip_local_port_range): an outgoing connection may hold it when sshd starts (at boot, "
+                        "after a restart), and sshd could not listen there; choose a port below %d, or reserve it in "
+                        "net.ipv4.ip_local_reserved_ports"
+                        % ((port,) + ephemeral + (ephemeral[0],)))
 
     addresses = params.get("listen_addresses")
     final_edits = transition_edits = {}
