@@ -206,7 +206,7 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._ssh_port imp
     rollback,
     transition,
 )
-from ansible_collections.portcullis.hardening.plugins.module_utils._sshd import SshdConfigError
+from ansible_collections.portcullis.hardening.plugins.module_utils._sshd import SshdConfigError, parse_addresses
 from ansible_collections.portcullis.hardening.plugins.module_utils._transaction import TransactionError
 
 ARGUMENT_SPEC = {
@@ -222,7 +222,10 @@ ARGUMENT_SPEC = {
 
 
 def run(module):
-    params = module.params
+    params = dict(module.params)
+    if params["listen_addresses"] is not None:
+        # One spelling per address ("[2001:db8::1]", "2001:DB8::1" -> "2001:db8::1"), so re-runs compare equal.
+        params["listen_addresses"] = [str(address) for address in parse_addresses(params["listen_addresses"])]
     host = SshHost(module.run_command)
     step = params["step"]
     if step == "plan":
