@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import tempfile
 
@@ -76,17 +77,31 @@ def read_file(path):
         return None
 
 
-class Host:
-    """The firewall-related state of the host, through one command runner."""
+def check_command(run, argv, step, error=FirewallError):
+    """Run argv; its stdout, or `error` naming the step, the command, its exit code and what it said."""
+    rc, out, err = run(argv)
+    if rc != 0:
+        raise error("%s failed (%s, rc=%d): %s" % (step, shlex.join(argv), rc, (err or out).strip()))
+    return out
+
+
+class CommandHost:
+    """A host reached through one `run(argv) -> (rc, stdout, stderr)` callable; check() raises `error`.
+
+    The base of the firewall's Host and of the ssh_port and service_port hosts.
+    """
+
+    error = FirewallError
 
     def __init__(self, run):
         self.run = run
 
     def check(self, argv, step):
-        rc, out, err = self.run(argv)
-        if rc != 0:
-            raise FirewallError("%s failed (%s, rc=%d): %s" % (step, " ".join(argv), rc, (err or out).strip()))
-        return out
+        return check_command(self.run, argv, step, self.error)
+
+
+class Host(CommandHost):
+    """The firewall-related state of the host, through one command runner."""
 
     def live_table(self):
         """(text listing, normalised JSON listing) of the own table, or (None, None) when it does not exist."""

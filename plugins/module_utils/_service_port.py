@@ -14,29 +14,25 @@ Private to the collection. Commands go through one `run(argv) -> (rc, stdout, st
 
 from __future__ import annotations
 
-import os
 import re
 
 from ansible_collections.portcullis.hardening.plugins.module_utils._firewall import (
+    CommandHost,
     FirewallError,
     Host as FirewallHost,
     STATE_FILE as FIREWALL_STATE,
     apply_table,
-    persist,
-    persistence_plan,
     read_file,
-    write_file,
 )
 from ansible_collections.portcullis.hardening.plugins.module_utils._listeners import discover
 from ansible_collections.portcullis.hardening.plugins.module_utils._nftables import (
-    PERSIST_PATH as FIREWALL_PERSIST,
     move_tcp_port,
-    rollback_script as firewall_rollback_script,
     tcp_rules_opening,
 )
 from ansible_collections.portcullis.hardening.plugins.module_utils._ssh_port import (
     SshPortError,
-    address_text,
+    listening_of,
+    port_holders_of,
     wait_until_listening,
 )
 from ansible_collections.portcullis.hardening.plugins.module_utils._sshd import (
@@ -49,7 +45,10 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._transaction 
     Transaction,
     TransactionError,
     clear_stale,
+    commit_with_firewall,
+    file_diff,
     refuse_if_pending,
+    write_edits,
 )
 
 KIND = "service-port"
@@ -83,34 +82,28 @@ def socket_drop_in_path(socket_unit):
     return "/etc/systemd/system/%s.d/portcullis-service-port.conf" % socket_unit
 
 
-class ServiceHost:
+class ServiceHost(CommandHost):
+    """The service's listeners, its socket unit and the firewall table as this module sees them."""
+
+    error = ServicePortError
+
     def __init__(self, run, read=read_file, proc_root="/proc"):
-        self.run = run
+        super().__init__(run)
         self.read = read
         self.proc_root = proc_root
         self.firewall = FirewallHost(run)
 
-    def check(self, argv, step):
-        rc, out, err = self.run(argv)
-        if rc != 0:
-            raise ServicePortError("%s failed (%s, rc=%d): %s" % (step, " ".join(argv), rc, (err or out).strip()))
-        return out
+    def listeners(self):
+        return discover(proc_root=self.proc_root, protocols=["tcp"]).listeners
+
+    @staticmethod
+    def owned_by(units):
+        """Whether a listener is the service's: one of its processes runs in one of `units`."""
+        return lambda listener: any(process.get("unit") in units for process in listener["processes"])
 
     def listening(self, units):
         """[(address text, port)] of the TCP sockets held by processes of `units`."""
-        found = []
-        for listener in discover(proc_root=self.proc_root, protocols=["tcp"]).listeners:
-            if any(process.get("unit") in units for process in listener["processes"]):
-                found.append((address_text(listener), listener["port"]))
-        return sorted(found)
-
-    def holders(self, port, units):
-        held = []
-        for listener in discover(proc_root=self.proc_root, protocols=["tcp"]).listeners:
-            if listener["port"] == port and not any(process.get("unit") in units for process in listener["processes"]):
-                owners = ", ".join("%s[%d]" % (process["name"], process["pid"]) for process in listener["processes"])
-                held.append("%s on %s" % (owners or "a process Portcullis cannot see", address_text(listener)))
-        return held
+        return listening_of(self.listeners(), self.owned_by(units))
 
     def socket_listens(self, socket_unit):
         rc, out, err = self.run(["systemctl", "show", socket_unit, "--property=Listen", "--property=LoadState"])
@@ -120,16 +113,13 @@ class ServiceHost:
         return parse_listen_property(out)
 
 
-def _diff(path, before, after):
-    return {"before_header": path, "after_header": path, "before": before or "", "after": after or ""}
-
-
 def plan(host, params):
     """What moving the service would change; reads only."""
     service, socket_unit, port = params["service"], params["socket_unit"], params["port"]
     units = [service] + ([socket_unit] if socket_unit else [])
     refuse_if_pending(KIND, host.run)
-    listening = host.listening(units)
+    scanned = host.listeners()
+    listening = listening_of(scanned, host.owned_by(units))
     ports = sorted(set(item for _address, item in listening))
     old = params["previous_port"]
     if old is None:
@@ -138,7 +128,7 @@ def plan(host, params):
             raise ServicePortError("previous_port: %s listens on ports %s; say which one moves"
                                    % (service, ", ".join(str(item) for item in moved)))
         old = moved[0] if moved else None
-    holders = host.holders(port, units)
+    holders = port_holders_of(scanned, port, host.owned_by(units))
     if holders:
         raise ServicePortError("plan: port %d/tcp is already taken by %s (nothing was changed)"
                                % (port, "; ".join(holders)))
@@ -173,9 +163,9 @@ def plan(host, params):
         elif params["manage_firewall"]:
             raise ServicePortError("manage_firewall: true, but the host has no Portcullis firewall table")
     changed = bool(edits) or bool(firewall["final"]) or ports != [port]
-    diff = [_diff(path, host.read(path), text) for path, text in sorted(edits.items())]
+    diff = [file_diff(path, host.read(path), text) for path, text in sorted(edits.items())]
     if firewall["final"]:
-        diff.append(_diff("nft list table inet portcullis", firewall["before"], firewall["final"]))
+        diff.append(file_diff("nft list table inet portcullis", firewall["before"], firewall["final"]))
     return {"changed": changed, "port": port, "previous_port": old, "listening_before": [a for a, _p in listening],
             "firewall": {"managed": firewall["managed"], "rules_moved": firewall.get("rules_moved", 0)},
             "diff": diff, "_plan": {"edits": edits, "firewall": firewall, "units": units}}
@@ -199,22 +189,19 @@ def apply(host, params, token):
     transaction = Transaction(KIND, token, host.run)
     firewall = steps["firewall"]
     paths = sorted(steps["edits"]) + ([FIREWALL_STATE] if firewall["final"] else [])
-    commands = []
+    commands, files = [], {}
     if firewall["final"]:
-        firewall_script = os.path.join(transaction.directory, "firewall-rollback.nft")
-        commands.append(["nft", "-f", firewall_script])
+        files, restore = transaction.firewall_restore(firewall["before"])
+        commands.append(restore)
     undo_restart = restart_commands(params)
     if undo_restart[-1][1] == "reload":
         undo_restart[-1] = ["systemctl", "restart", params["service"]]
     commands.extend(undo_restart)
-    transaction.begin(paths, commands, params["confirm_timeout"], data={
+    transaction.begin(paths, commands, params["confirm_timeout"], files=files, data={
         "firewall_final": firewall["final"], "units": steps["units"], "previous_port": result["previous_port"]})
-    if firewall["final"]:
-        write_file(firewall_script, firewall_rollback_script(firewall["before"]), mode=0o600)
     step = "apply: writing %s" % ", ".join(sorted(steps["edits"]))
     try:
-        for path, text in sorted(steps["edits"].items()):
-            write_file(path, text, mode=_mode(path))
+        write_edits(steps["edits"])
         if params["validate"]:
             step = "apply: validating the new configuration"
             host.check(params["validate"], step)
@@ -229,32 +216,13 @@ def apply(host, params, token):
         result["listening_after"] = wait_until_listening(lambda: host.listening(steps["units"]), params["service"],
                                                          [params["port"]], gone, step)
     except (ServicePortError, SshPortError, FirewallError, TransactionError, OSError) as exc:
-        try:
-            transaction.rollback_now()
-            after = "the previous configuration was restored"
-        except TransactionError as rollback_exc:
-            after = "restoring the previous configuration ALSO failed: %s" % rollback_exc
-        raise ServicePortError("%s failed: %s; %s" % (step, str(exc).strip(), after))
+        raise ServicePortError(transaction.failed(step, exc))
     result["token"] = token
     return result
 
 
-def _mode(path):
-    try:
-        return os.stat(path).st_mode & 0o7777
-    except FileNotFoundError:
-        return 0o644
-
-
 def commit(host, token):
-    transaction = Transaction(KIND, token, host.run)
-    data = transaction.manifest()["data"]
-    transaction.commit()
-    persisted = {}
-    if data.get("firewall_final") and os.path.exists(FIREWALL_PERSIST):
-        persisted = persistence_plan(data["firewall_final"], host.firewall)
-        persist(data["firewall_final"], host.firewall, persisted)
-    return {"changed": True, "committed": True, "firewall_persistence": persisted}
+    return commit_with_firewall(Transaction(KIND, token, host.run), host.firewall)
 
 
 def rollback(host, token):

@@ -21,20 +21,17 @@ import os
 import time
 
 from ansible_collections.portcullis.hardening.plugins.module_utils._firewall import (
+    CommandHost,
     FirewallError,
     Host as FirewallHost,
     STATE_FILE as FIREWALL_STATE,
     apply_table,
-    persist,
-    persistence_plan,
     read_file,
     write_file,
 )
 from ansible_collections.portcullis.hardening.plugins.module_utils._listeners import discover
 from ansible_collections.portcullis.hardening.plugins.module_utils._nftables import (
-    PERSIST_PATH as FIREWALL_PERSIST,
     move_tcp_port,
-    rollback_script as firewall_rollback_script,
     tcp_rules_opening,
 )
 from ansible_collections.portcullis.hardening.plugins.module_utils._sshd import (
@@ -59,7 +56,10 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._transaction 
     Transaction,
     TransactionError,
     clear_stale,
+    commit_with_firewall,
+    file_diff,
     refuse_if_pending,
+    write_edits,
 )
 
 KIND = "ssh-port"
@@ -87,22 +87,34 @@ def address_text(listener):
     return "[%s]:%d" % (address, listener["port"]) if ":" in address else "%s:%d" % (address, listener["port"])
 
 
-class SshHost:
+def listening_of(listeners, owns):
+    """[(address text, port)] of the listeners that `owns(listener)` says are the service's."""
+    return sorted((address_text(listener), listener["port"]) for listener in listeners if owns(listener))
+
+
+def port_holders_of(listeners, port, owns):
+    """Processes of listeners on `port` that `owns(listener)` does not claim: ["name[pid] on address"]."""
+    held = []
+    for listener in listeners:
+        if listener["port"] != port or owns(listener):
+            continue
+        owners = ", ".join("%s[%d]" % (process["name"], process["pid"]) for process in listener["processes"])
+        held.append("%s on %s" % (owners or "a process Portcullis cannot see", address_text(listener)))
+    return held
+
+
+class SshHost(CommandHost):
     """sshd, ssh.socket, SELinux and the firewall table as this module sees them, through one runner."""
 
+    error = SshPortError
+
     def __init__(self, run, read=read_file, expand=expand_sorted, proc_root="/proc", sleep=time.sleep):
-        self.run = run
+        super().__init__(run)
         self.read = read
         self.expand = expand
         self.proc_root = proc_root
         self.sleep = sleep
         self.firewall = FirewallHost(run)
-
-    def check(self, argv, step):
-        rc, out, err = self.run(argv)
-        if rc != 0:
-            raise SshPortError("%s failed (%s, rc=%d): %s" % (step, " ".join(argv), rc, (err or out).strip()))
-        return out
 
     def layout(self):
         return read_layout(SSHD_CONFIG, self.read, self.expand)
@@ -153,19 +165,15 @@ class SshHost:
         # Under socket activation systemd holds the socket until the first connection starts sshd.
         return names == {"systemd"} and listener["port"] in socket_ports
 
-    def sshd_listening(self, socket_ports=()):
-        return sorted((address_text(listener), listener["port"]) for listener in self.listeners()
-                      if self.is_sshd(listener, socket_ports))
+    def sshd_listening(self, socket_ports=(), listeners=None):
+        """Where sshd listens: from `listeners` (one scan of /proc) when given, else from a new scan."""
+        return listening_of(self.listeners() if listeners is None else listeners,
+                            lambda listener: self.is_sshd(listener, socket_ports))
 
-    def port_holders(self, port, socket_ports=()):
+    def port_holders(self, port, socket_ports=(), listeners=None):
         """Processes other than sshd that listen on `port`/tcp: ["name[pid] on address"]."""
-        held = []
-        for listener in self.listeners():
-            if listener["port"] != port or self.is_sshd(listener, socket_ports):
-                continue
-            owners = ", ".join("%s[%d]" % (process["name"], process["pid"]) for process in listener["processes"])
-            held.append("%s on %s" % (owners or "a process Portcullis cannot see", address_text(listener)))
-        return held
+        return port_holders_of(self.listeners() if listeners is None else listeners, port,
+                               lambda listener: self.is_sshd(listener, socket_ports))
 
     def wait_listening(self, wanted_ports, gone_ports, step, socket_ports=(), wanted_addresses=()):
         """Poll /proc until sshd listens on every wanted port and address and on no gone port."""
@@ -230,10 +238,6 @@ def rollback_restart_commands(socket, service):
     return [["systemctl", "daemon-reload"], ["systemctl", "restart", service]]
 
 
-def _diff(path, before, after):
-    return {"before_header": path, "after_header": path, "before": before or "", "after": after or ""}
-
-
 def plan(host, params):
     """Read everything, change nothing: what moving sshd to params["port"] would do (the `plan` step)."""
     port = params["port"]
@@ -245,12 +249,13 @@ def plan(host, params):
     service = host.service()
     socket_ports = sorted(set(stream_port(address) for address, kind in socket["listens"] if kind == "Stream")
                           - {None}) if socket["active"] else []
-    listening = host.sshd_listening(socket_ports)
+    scanned = host.listeners()
+    listening = host.sshd_listening(socket_ports, scanned)
     listening_ports = sorted(set(item_port for _address, item_port in listening))
     configured = socket_ports if socket["active"] else layout.ports()
     moved = sorted(set(configured + listening_ports) - {port})
 
-    holders = host.port_holders(port, socket_ports)
+    holders = host.port_holders(port, socket_ports, scanned)
     if holders:
         raise SshPortError("plan: port %d/tcp is already taken by %s; choose another port (nothing was changed)"
                            % (port, "; ".join(holders)))
@@ -288,14 +293,14 @@ def plan(host, params):
     needs_restart = bool(final_edits or socket_final) or listening_ports != [port]
     changed = needs_restart or bool(firewall["final"]) or bool(selinux["apply"])
 
-    diff = [_diff(path, layout.texts.get(path), text) for path, text in sorted(final_edits.items())]
+    diff = [file_diff(path, layout.texts.get(path), text) for path, text in sorted(final_edits.items())]
     if socket_final:
-        diff.append(_diff(SOCKET_DROP_IN, host.read(SOCKET_DROP_IN), socket_final))
+        diff.append(file_diff(SOCKET_DROP_IN, host.read(SOCKET_DROP_IN), socket_final))
     if firewall["final"]:
-        diff.append(_diff("nft list table inet portcullis", firewall["before"], firewall["final"]))
+        diff.append(file_diff("nft list table inet portcullis", firewall["before"], firewall["final"]))
     for command in selinux["apply"]:
-        diff.append(_diff("SELinux port label", "%d/tcp: %s\n" % (port, selinux["type_before"] or "(none)"),
-                          " ".join(command) + "\n"))
+        diff.append(file_diff("SELinux port label", "%d/tcp: %s\n" % (port, selinux["type_before"] or "(none)"),
+                              " ".join(command) + "\n"))
     return {
         "changed": changed,
         "port": port,
@@ -349,27 +354,6 @@ def plan_firewall(host, params, moved, port, warnings):
     return info
 
 
-def _write_edits(edits):
-    for path, text in sorted(edits.items()):
-        if text is None:
-            if os.path.exists(path):
-                os.unlink(path)
-        else:
-            write_file(path, text, mode=_mode(path))
-
-
-def _mode(path):
-    try:
-        return os.stat(path).st_mode & 0o7777
-    except FileNotFoundError:
-        return 0o644
-
-
-def _apply_firewall(host, text, previous, token):
-    if text is not None:
-        apply_table(text, host.firewall, previous, 0, token)
-
-
 def _touched_paths(steps):
     paths = set()
     for edits in (steps["final_edits"], steps["transition_edits"]):
@@ -381,64 +365,76 @@ def _touched_paths(steps):
     return sorted(paths)
 
 
+# How the two phases that reconfigure sshd name their steps: (ports, firewall action, where sshd then listens).
+PHASES = {
+    "transition": ("old and new port", "opening the new port", "the old and the new port"),
+    "finalize": ("new port only", "closing the old port", "the new port only, on every address it listened on before"),
+}
+
+
+def _reconfigure(host, transaction, phase, edits, socket_text, firewall_text, firewall_before, restart, wait,
+                 first=()):
+    """One phase of the move, step by step: run `first` (SELinux labelling), write the sshd configuration and
+    validate it, write the ssh.socket drop-in, set the firewall table, reload sshd, and return wait(step).
+
+    When a step fails the host rolls back at once, and SshPortError names the step.
+    """
+    ports, firewall_action, listening = PHASES[phase]
+    step = "%s: labelling the port for SELinux" % phase
+    try:
+        for command in first:
+            host.check(command, step)
+        step = "%s: writing the sshd configuration (%s)" % (phase, ports)
+        write_edits(edits)
+        host.test_config(step)
+        if socket_text:
+            step = "%s: writing the ssh.socket drop-in (%s)" % (phase, ports)
+            write_file(SOCKET_DROP_IN, socket_text)
+        step = "%s: %s in the Portcullis firewall" % (phase, firewall_action)
+        if firewall_text is not None:
+            apply_table(firewall_text, host.firewall, firewall_before, 0, transaction.token)
+        step = "%s: reloading sshd" % phase
+        for command in restart:
+            host.check(command, step)
+        step = "%s: waiting for sshd to listen on %s" % (phase, listening)
+        return wait(step)
+    except (SshPortError, FirewallError, TransactionError, OSError, SshdConfigError) as exc:
+        raise SshPortError(transaction.failed(step, exc))
+
+
 def transition(host, params, token):
     """Listen on the old and the new port, with the host's own rollback armed (the `transition` step)."""
     result = plan(host, params)
     steps = result.pop("_plan")
     if not result["changed"]:
-        return result, None
+        return result
     clear_stale(KIND, host.run)
     transaction = Transaction(KIND, token, host.run)
     firewall = steps["firewall"]
     commands = [["systemctl", "daemon-reload"]]
     commands.extend(steps["selinux"]["undo"])
+    files = {}
     if firewall["final"]:
-        firewall_script = os.path.join(transaction.directory, "firewall-rollback.nft")
-        commands.append(["nft", "-f", firewall_script])
+        files, restore = transaction.firewall_restore(firewall["before"])
+        commands.append(restore)
     commands.extend(rollback_restart_commands(steps["socket"], steps["service"]))
-    transaction.begin(_touched_paths(steps), commands, params["confirm_timeout"], data={
+    transaction.begin(_touched_paths(steps), commands, params["confirm_timeout"], files=files, data={
         "final_edits": steps["final_edits"], "socket_final": steps["socket_final"],
         "firewall_final": firewall["final"], "firewall_before": firewall["before"],
         "socket": steps["socket"], "service": steps["service"], "socket_ports": steps["socket_ports"],
         "moved": result["moved_ports"], "port": params["port"], "listening_before": result["listening_before"],
         "listen_addresses": None if params.get("listen_addresses") is None else list(params["listen_addresses"]),
     })
-    if firewall["final"]:
-        write_file(firewall_script, firewall_rollback_script(firewall["before"]), mode=0o600)
-    step = "transition: labelling the port for SELinux"
-    try:
-        for command in steps["selinux"]["apply"]:
-            host.check(command, step)
-        step = "transition: writing the sshd configuration (old and new port)"
-        _write_edits(steps["transition_edits"])
-        host.test_config(step)
-        if steps["socket_transition"]:
-            step = "transition: writing the ssh.socket drop-in (old and new port)"
-            write_file(SOCKET_DROP_IN, steps["socket_transition"])
-        step = "transition: opening the new port in the Portcullis firewall"
-        _apply_firewall(host, firewall["transition"], firewall["before"], token)
-        step = "transition: reloading sshd"
-        for command in restart_commands(steps["socket"], steps["service"]):
-            host.check(command, step)
-        step = "transition: waiting for sshd to listen on the old and the new port"
-        socket_ports = sorted(set(steps["socket_ports"]) | {params["port"]}) if steps["socket"]["active"] else ()
-        kept = expected_addresses(result["listening_before"], result["moved_ports"], params["port"],
-                                  params.get("listen_addresses"))
-        result["listening_transition"] = host.wait_listening([params["port"]], [], step, socket_ports, kept)
-    except (SshPortError, FirewallError, TransactionError, OSError, SshdConfigError) as exc:
-        raise SshPortError(_rolled_back(transaction, step, exc))
+    socket_ports = sorted(set(steps["socket_ports"]) | {params["port"]}) if steps["socket"]["active"] else ()
+    kept = expected_addresses(result["listening_before"], result["moved_ports"], params["port"],
+                              params.get("listen_addresses"))
+    result["listening_transition"] = _reconfigure(
+        host, transaction, "transition", steps["transition_edits"], steps["socket_transition"],
+        firewall["transition"], firewall["before"], restart_commands(steps["socket"], steps["service"]),
+        lambda step: host.wait_listening([params["port"]], [], step, socket_ports, kept),
+        first=steps["selinux"]["apply"])
     result["token"] = token
-    return result, transaction
-
-
-def _rolled_back(transaction, step, exc):
-    """Roll back now; the message for the failure, saying whether the rollback worked."""
-    try:
-        transaction.rollback_now()
-        after = "the previous configuration was restored"
-    except TransactionError as rollback_exc:
-        after = "restoring the previous configuration ALSO failed: %s" % rollback_exc
-    return "%s failed: %s; %s" % (step, str(exc).strip(), after)
+    return result
 
 
 def finalize(host, params, token):
@@ -448,26 +444,15 @@ def finalize(host, params, token):
     """
     transaction = Transaction(KIND, token, host.run)
     data = transaction.manifest()["data"]
-    step = "finalize: writing the sshd configuration (new port only)"
-    try:
-        if not transaction.pending():
-            raise SshPortError("the rollback timer %s.timer already fired" % transaction.unit)
-        _write_edits(data["final_edits"])
-        host.test_config(step)
-        if data["socket_final"]:
-            step = "finalize: writing the ssh.socket drop-in (new port only)"
-            write_file(SOCKET_DROP_IN, data["socket_final"])
-        step = "finalize: closing the old port in the Portcullis firewall"
-        _apply_firewall(host, data["firewall_final"], data["firewall_before"], token)
-        step = "finalize: reloading sshd"
-        for command in restart_commands(data["socket"], data["service"]):
-            host.check(command, step)
-        step = "finalize: waiting for sshd to listen on the new port only, on every address it listened on before"
-        socket_ports = [data["port"]] if data["socket"]["active"] else ()
-        after = host.wait_listening([data["port"]], data["moved"], step, socket_ports, expected_addresses(
-            data["listening_before"], data["moved"], data["port"], data["listen_addresses"]))
-    except (SshPortError, FirewallError, TransactionError, OSError, SshdConfigError) as exc:
-        raise SshPortError(_rolled_back(transaction, step, exc))
+    if not transaction.pending():
+        raise SshPortError(transaction.failed("finalize: writing the sshd configuration (new port only)", SshPortError(
+            "the rollback timer %s.timer already fired" % transaction.unit)))
+    socket_ports = [data["port"]] if data["socket"]["active"] else ()
+    wanted = expected_addresses(data["listening_before"], data["moved"], data["port"], data["listen_addresses"])
+    after = _reconfigure(
+        host, transaction, "finalize", data["final_edits"], data["socket_final"], data["firewall_final"],
+        data["firewall_before"], restart_commands(data["socket"], data["service"]),
+        lambda step: host.wait_listening([data["port"]], data["moved"], step, socket_ports, wanted))
     return {"changed": True, "listening_after": after}
 
 
@@ -486,14 +471,7 @@ def expected_addresses(before, moved, port, listen_addresses):
 
 def commit(host, token):
     """Cancel the rollback, persist the firewall table if it is persisted, forget the backups."""
-    transaction = Transaction(KIND, token, host.run)
-    data = transaction.manifest()["data"]
-    transaction.commit()
-    persisted = {}
-    if data.get("firewall_final") and os.path.exists(FIREWALL_PERSIST):
-        persisted = persistence_plan(data["firewall_final"], host.firewall)
-        persist(data["firewall_final"], host.firewall, persisted)
-    return {"changed": True, "committed": True, "firewall_persistence": persisted}
+    return commit_with_firewall(Transaction(KIND, token, host.run), host.firewall)
 
 
 def rollback(host, token):

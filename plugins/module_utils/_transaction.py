@@ -23,14 +23,23 @@ import shutil
 
 from ansible_collections.portcullis.hardening.plugins.module_utils._firewall import (
     STATE_DIR,
+    check_command,
+    file_mode,
+    persist,
+    persistence_plan,
     read_file,
     write_file,
+)
+from ansible_collections.portcullis.hardening.plugins.module_utils._nftables import (
+    PERSIST_PATH as FIREWALL_PERSIST,
+    rollback_script as firewall_rollback_script,
 )
 
 TOKEN = re.compile(r"^[0-9a-f]{12}$")
 MANIFEST = "manifest.json"
 SCRIPT = "rollback.sh"
 ROLLED_BACK = "rolled-back"
+FIREWALL_ROLLBACK = "firewall-rollback.nft"
 
 
 class TransactionError(Exception):
@@ -71,16 +80,17 @@ class Transaction:
         self.directory = os.path.join(state_dir, "%s-%s" % (kind, token))
         self.unit = "portcullis-%s-rollback-%s" % (kind, token)
 
-    def check(self, argv, step):
-        rc, out, err = self.run(argv)
-        if rc != 0:
-            raise TransactionError("%s failed (%s, rc=%d): %s" % (step, shlex.join(argv), rc, (err or out).strip()))
-        return out
+    def file(self, name):
+        """A file of this change's own directory."""
+        return os.path.join(self.directory, name)
 
-    def begin(self, paths, commands, timeout, data=None):
-        """Back up `paths`, write the rollback script and arm its timer (`timeout` seconds)."""
+    def begin(self, paths, commands, timeout, data=None, files=None):
+        """Back up `paths`, write `files` ({name: text}, for the commands) into the change's directory, write the
+        rollback script and arm its timer (`timeout` seconds)."""
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
         os.makedirs(self.directory, mode=0o700)
+        for name, text in sorted((files or {}).items()):
+            write_file(self.file(name), text, mode=0o600)
         restores = []
         for number, path in enumerate(paths):
             backup = None
@@ -94,10 +104,10 @@ class Transaction:
         write_file(script, rollback_script(self.kind, self.token, restores, commands, self.directory), mode=0o700)
         write_file(os.path.join(self.directory, MANIFEST),
                    json.dumps({"restores": restores, "data": data or {}}, sort_keys=True, indent=1) + "\n", 0o600)
-        self.check(["systemd-run", "--unit", self.unit, "--on-active=%ds" % timeout,
-                    "--timer-property=AccuracySec=1s", "--property=Type=oneshot",
-                    "--description", "Portcullis: undo the %s change unless it is confirmed" % self.kind,
-                    "/bin/sh", script], "arming the rollback timer")
+        check_command(self.run, ["systemd-run", "--unit", self.unit, "--on-active=%ds" % timeout,
+                                 "--timer-property=AccuracySec=1s", "--property=Type=oneshot",
+                                 "--description", "Portcullis: undo the %s change unless it is confirmed" % self.kind,
+                                 "/bin/sh", script], "arming the rollback timer", TransactionError)
 
     def manifest(self):
         text = read_file(os.path.join(self.directory, MANIFEST))
@@ -132,6 +142,21 @@ class Transaction:
             raise TransactionError("the rollback %s reported a failure (rc=%d): %s" % (
                 self.unit, rc, (err or out).strip()))
 
+    def firewall_restore(self, table_before):
+        """({file name: text}, command) for begin(): put the Portcullis table back as `table_before` (its listing,
+        None when there was none)."""
+        return ({FIREWALL_ROLLBACK: firewall_rollback_script(table_before)},
+                ["nft", "-f", self.file(FIREWALL_ROLLBACK)])
+
+    def failed(self, step, exc):
+        """Roll back now, after `step` failed with `exc`: the message, saying whether the rollback worked."""
+        try:
+            self.rollback_now()
+            after = "the previous configuration was restored"
+        except TransactionError as rollback_exc:
+            after = "restoring the previous configuration ALSO failed: %s" % rollback_exc
+        return "%s failed: %s; %s" % (step, str(exc).strip(), after)
+
     def commit(self):
         """Cancel the rollback and forget the backups. Fails when the timer already ran the rollback."""
         if not self.pending():
@@ -144,6 +169,33 @@ class Transaction:
         self.run(["systemctl", "stop", self.unit + ".timer"])
         self.run(["systemctl", "reset-failed", self.unit + ".timer", self.unit + ".service"])
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def commit_with_firewall(transaction, firewall_host):
+    """Commit the change, then persist the firewall table it set (data "firewall_final") where the firewall's
+    rules are persisted already; the persistence plan that ran."""
+    data = transaction.manifest()["data"]
+    transaction.commit()
+    persisted = {}
+    if data.get("firewall_final") and os.path.exists(FIREWALL_PERSIST):
+        persisted = persistence_plan(data["firewall_final"], firewall_host)
+        persist(data["firewall_final"], firewall_host, persisted)
+    return {"changed": True, "committed": True, "firewall_persistence": persisted}
+
+
+def write_edits(edits):
+    """Write {path: text} (keeping each file's mode; 0644 for new ones), deleting the paths whose text is None."""
+    for path, text in sorted(edits.items()):
+        if text is None:
+            if os.path.exists(path):
+                os.unlink(path)
+        else:
+            write_file(path, text, mode=file_mode(path, 0o644))
+
+
+def file_diff(path, before, after):
+    """One entry of a module's diff list: a file (or a listing) before and after."""
+    return {"before_header": path, "after_header": path, "before": before or "", "after": after or ""}
 
 
 def pending_tokens(kind, run, state_dir=STATE_DIR):

@@ -231,8 +231,7 @@ def run(module):
     if step == "plan":
         result = result_json(plan(host, params))
     elif step == "transition":
-        result, _transaction = transition(host, params, os.urandom(6).hex())
-        result = result_json(result)
+        result = result_json(transition(host, params, os.urandom(6).hex()))
     elif step == "finalize":
         result = finalize(host, params, params["token"])
     elif step == "commit":

@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
+import tempfile
 
 import pytest
 
@@ -25,6 +27,36 @@ def ansible_env(**extra):
     """Environment for ansible commands: fresh SSH connections, the lab's host keys checked."""
     return dict(os.environ, ANSIBLE_SSH_ARGS=FRESH_SSH, ANSIBLE_HOST_KEY_CHECKING="True",
                 ANSIBLE_CALLBACK_RESULT_FORMAT="json", **extra)
+
+
+def run_play(inventory, tasks, hosts, extra_args=(), fresh=True, control_dir=None, timeout=600, **env):
+    """Run one play of `tasks` on `hosts` with the JSON callback; return (CompletedProcess, {task name: {host:
+    result}}). Fresh SSH connections, unless fresh=False (then Ansible's default, a ControlPersist master reused by
+    every task, in control_dir). `env`: more environment variables."""
+    workdir = tempfile.mkdtemp(prefix="portcullis-play-")
+    try:
+        playbook = os.path.join(workdir, "play.yml")
+        with open(playbook, "w", encoding="utf-8") as stream:  # JSON is YAML
+            json.dump([{"name": "Portcullis test", "hosts": hosts, "gather_facts": False, "tasks": tasks}], stream,
+                      indent=1)
+        play_env = ansible_env(ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+                               ANSIBLE_SSH_CONTROL_PATH_DIR=control_dir or os.path.join(workdir, "cp"), **env)
+        if not fresh:
+            play_env.pop("ANSIBLE_SSH_ARGS", None)
+        completed = subprocess.run(["ansible-playbook", "-i", inventory, playbook] + list(extra_args),
+                                   capture_output=True, text=True, timeout=timeout, env=play_env, check=False)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    try:
+        output = json.loads(completed.stdout)
+    except ValueError:
+        raise AssertionError("ansible-playbook printed no JSON (rc=%d): %s %s" % (
+            completed.returncode, completed.stdout[-3000:], completed.stderr[-3000:])) from None
+    results = {}
+    for play in output["plays"]:
+        for task in play["tasks"]:
+            results[task["task"]["name"]] = task["hosts"]
+    return completed, results
 
 
 class LabHost:

@@ -33,7 +33,7 @@ import time
 
 import pytest
 
-from conftest import FRESH_SSH as FRESH_SSH_ARGS, ansible_env
+from conftest import FRESH_SSH as FRESH_SSH_ARGS, run_play
 
 RELEASES = ("bookworm", "trixie")
 FRESH_SSH = tuple(FRESH_SSH_ARGS.split())
@@ -317,32 +317,8 @@ class Lab:
 
     def playbook(self, tasks, hosts="all", extra_args=(), fresh=True, control_dir=None):
         """Run a play of `tasks` with the JSON callback; return (CompletedProcess, {task name: {host: result}})."""
-        workdir = tempfile.mkdtemp(prefix="portcullis-fw-play-")
-        try:
-            playbook = os.path.join(workdir, "play.yml")
-            with open(playbook, "w", encoding="utf-8") as stream:  # JSON is YAML
-                json.dump([{"name": "Firewall test", "hosts": hosts, "gather_facts": False, "tasks": tasks}],
-                          stream, indent=1)
-            env = ansible_env(ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-                              ANSIBLE_COLLECTIONS_PATH=_collections_path(),
-                              ANSIBLE_SSH_CONTROL_PATH_DIR=control_dir or os.path.join(workdir, "cp"))
-            if not fresh:  # Ansible's default ssh_args: a ControlPersist master, reused by every task
-                env.pop("ANSIBLE_SSH_ARGS", None)
-            completed = subprocess.run(["ansible-playbook", "-i", self.inventory, playbook] + list(extra_args),
-                                       capture_output=True, text=True, timeout=PLAYBOOK_TIMEOUT, env=env,
-                                       check=False)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-        try:
-            output = json.loads(completed.stdout)
-        except ValueError:
-            raise AssertionError("ansible-playbook printed no JSON (rc=%d): %s %s" % (
-                completed.returncode, completed.stdout[-3000:], completed.stderr[-3000:])) from None
-        results = {}
-        for play in output["plays"]:
-            for task in play["tasks"]:
-                results[task["task"]["name"]] = task["hosts"]
-        return completed, results
+        return run_play(self.inventory, tasks, hosts, extra_args, fresh=fresh, control_dir=control_dir,
+                        timeout=PLAYBOOK_TIMEOUT, ANSIBLE_COLLECTIONS_PATH=_collections_path())
 
     def firewall(self, args, hosts="all", check_mode=False, fresh=True, control_dir=None, warm_up=False):
         """Run portcullis.hardening.firewall with `args`; return (rc, {host: result})."""

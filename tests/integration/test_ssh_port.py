@@ -9,7 +9,7 @@ re-run whose inventory still says 22 changes nothing, and the host is moved back
 port taken by another process, blocked by a rule that was there before, and an sshd configuration that
 fails `sshd -t`; each must end with the host reachable on 22, its configuration as it was and a message
 that says what went wrong. Every reachability check is a new SSH connection (ControlMaster=no); the
-playbooks run with fresh connections too (conftest.ansible_env).
+playbooks run with fresh connections too (conftest.run_play).
 
 This module runs last in the suite (file order) and puts each host back as it found it, through
 `podman exec` by container id when SSH no longer answers.
@@ -17,15 +17,13 @@ This module runs last in the suite (file order) and puts each host back as it fo
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import subprocess
-import tempfile
 
 import pytest
 
-from conftest import FRESH_SSH, LAB_DIR, ansible_env
+from conftest import FRESH_SSH, LAB_DIR, run_play
 
 NEW_PORT = 2222
 SSH_FILES = "/etc/ssh/sshd_config /etc/ssh/sshd_config.d /etc/systemd/system/ssh.socket.d /var/lib/portcullis"
@@ -59,24 +57,9 @@ def answers(lab_host, port, ipv6=False):
 
 def play(lab_host, tasks, check_mode=False):
     """Run a play of `tasks` on one host (fresh SSH connections); return (rc, {task name: result})."""
-    with tempfile.TemporaryDirectory(prefix="portcullis-ssh-play-") as workdir:
-        playbook = os.path.join(workdir, "play.yml")
-        with open(playbook, "w", encoding="utf-8") as stream:  # JSON is YAML
-            json.dump([{"name": "ssh_port test", "hosts": lab_host.name, "gather_facts": False, "tasks": tasks}],
-                      stream)
-        env = ansible_env(ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-                          ANSIBLE_SSH_CONTROL_PATH_DIR=os.path.join(workdir, "cp"))
-        argv = ["ansible-playbook", "-i", lab_host.inventory, playbook] + (["--check", "--diff"] if check_mode else [])
-        completed = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env, check=False)
-    try:
-        output = json.loads(completed.stdout)
-    except ValueError:
-        raise AssertionError("ansible-playbook printed no JSON (rc=%d): %s %s" % (
-            completed.returncode, completed.stdout[-3000:], completed.stderr[-3000:])) from None
-    results = {}
-    for task in output["plays"][0]["tasks"]:
-        results[task["task"]["name"]] = task["hosts"].get(lab_host.name)
-    return completed.returncode, results
+    completed, results = run_play(lab_host.inventory, tasks, lab_host.name,
+                                  ["--check", "--diff"] if check_mode else [])
+    return completed.returncode, {name: hosts.get(lab_host.name) for name, hosts in results.items()}
 
 
 def move(port, **options):
