@@ -56,6 +56,15 @@ class ActionModule(ActionBase):
         except (ValueError, TypeError) as exc:
             result.update(failed=True, msg=str(exc))
             return result
+        address = target = None
+        if params["probe"]:  # resolved now: a name that does not resolve fails before anything changes
+            address = params["probe_address"] or task_vars.get("ansible_host") or task_vars.get("inventory_hostname")
+            try:
+                target = resolve_addresses([address])[0]
+            except (ValueError, IndexError) as exc:
+                result.update(failed=True, msg="%s: %s" % (
+                    "probe_address" if params["probe_address"] else "the host's address (ansible_host)", exc))
+                return result
         steps = result["steps"] = []
 
         def module(step, **extra):
@@ -75,8 +84,7 @@ class ActionModule(ActionBase):
         token = applied.pop("token")
         result.pop("token", None)
         if params["probe"]:
-            address = params["probe_address"] or task_vars.get("ansible_host") or task_vars.get("inventory_hostname")
-            state = self._probe(address, params["port"])
+            state = self._probe(target, params["port"])
             result["probe"] = state
             steps.append("probe %s port %d from the controller: %s" % (address, params["port"], state))
             if state != "open":
@@ -96,11 +104,7 @@ class ActionModule(ActionBase):
         return result
 
     @staticmethod
-    def _probe(address, port):
-        try:
-            target = resolve_addresses([address])[0]
-        except (ValueError, IndexError):
-            target = address
+    def _probe(target, port):
         state = "filtered"
         for _attempt in range(PROBE_ATTEMPTS):
             state, _seen = try_connect(target, port, PROBE_TIMEOUT)

@@ -13,9 +13,10 @@ regexp that matches nothing (both refused before any change). Each test puts the
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
+
+from ansible_collections.portcullis.hardening.plugins.plugin_utils._probe import try_connect
 
 UNIT = "portcullis-rogue-web.service"
 UNIT_FILE = "/etc/systemd/system/" + UNIT
@@ -30,16 +31,8 @@ def move_args(port, old=8080, **extra):
 
 
 def tcp_state(address, port):
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.settimeout(3)
-        try:
-            sock.connect((address, port))
-        except ConnectionRefusedError:
-            return "closed"
-        except OSError:
-            return "filtered"
-        return "open"
+    """What a new TCP connection from the controller gets: open, closed or filtered."""
+    return try_connect(address, port, 3)[0]
 
 
 def unit_state(lab_host):
@@ -98,7 +91,7 @@ def test_new_port_blocked_by_an_existing_rule_rolls_back(web):
     assert unit_state(web) == before
 
 
-def test_taken_port_and_unmatched_regexp_are_refused_before_any_change(web):
+def test_bad_input_is_refused_before_any_change(web):
     before = unit_state(web)
     taken = web.module("portcullis.hardening.service_port", move_args(6379))  # the lab's loopback cache
     assert taken["failed"] and "port 6379/tcp is already taken by portcullis-rogu[" in taken["msg"]
@@ -108,4 +101,7 @@ def test_taken_port_and_unmatched_regexp_are_refused_before_any_change(web):
     both = web.module("portcullis.hardening.service_port", json.dumps(
         {"service": UNIT, "port": 8081, "path": UNIT_FILE, "regexp": "x", "line": "y", "socket_unit": "a.socket"}))
     assert both["failed"] and "mutually exclusive: path|socket_unit" in both["msg"]
+    unresolved = web.module("portcullis.hardening.service_port", move_args(8081, probe_address="no-such-host.invalid"))
+    assert unresolved["failed"] and unresolved["msg"].startswith(
+        "probe_address: probe address 'no-such-host.invalid' cannot be resolved")
     assert unit_state(web) == before
