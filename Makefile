@@ -32,7 +32,7 @@ export ANSIBLE_CALLBACK_RESULT_FORMAT := yaml
 export ANSIBLE_FORCE_COLOR ?= $(if $(CI),0,1)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help deps venv sarif-schema collection demo test sanity units lint changelog-lint integration molecule \
+.PHONY: help deps venv sarif-schema collection demo test sanity units lint changelog-lint security-lint integration molecule \
         lab lab-down test-lab-down molecule-down clean
 
 help:
@@ -121,7 +121,7 @@ demo: collection
 
 # --- tests -------------------------------------------------------------------------------------
 
-test: changelog-lint lint sanity units integration molecule
+test: changelog-lint lint security-lint sanity units integration molecule
 	@echo "make test: all suites passed"
 
 changelog-lint: venv
@@ -130,6 +130,10 @@ changelog-lint: venv
 lint: venv
 	@# ansible-lint installs the collection under test into the first collections path: keep it in ./.ansible
 	env -u ANSIBLE_COLLECTIONS_PATH $(BIN)/ansible-lint --profile production
+
+# The bandit rules (S) and a few correctness rules over the plugins and the lab; see ruff.toml.
+security-lint: venv
+	$(BIN)/ruff check --no-cache plugins lab
 
 # ansible-test downloads a get-pip.py for each sanity venv from a host that is unreachable here;
 # put the project's stand-in at the cache path it reads first.

@@ -271,7 +271,10 @@ def _import(lab, rootfs, release, recipe):
                                     "LABEL portcullis.release=%s" % release):
         cmd += ["--change", change]
     cmd += ["-", image_ref(release)]
-    tar = subprocess.Popen(["tar", "--numeric-owner", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE)
+    tar_path = shutil.which("tar")
+    if tar_path is None:
+        raise LabError("tar not found (package tar): cannot stream %s into podman import" % rootfs)
+    tar = subprocess.Popen([tar_path, "--numeric-owner", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE)
     try:
         imp = subprocess.run(cmd, stdin=tar.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              universal_newlines=True, env=lab.env(), timeout=600, check=False)

@@ -2,45 +2,33 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Controller side of the firewall: validate, guard this connection's port, apply, confirm over a new connection."""
+"""Controller side of the firewall: validate, guard this connection's port, apply, confirm over a new connection,
+and say what state the host is in when that fails."""
 
 from __future__ import annotations
 
 import time
 
-from ansible.plugins.action import ActionBase
-
 from ansible_collections.portcullis.hardening.plugins.module_utils._allowlist import (
     AllowlistError,
-    opens_port,
+    management_gap,
     parse_allowlist,
 )
-from ansible_collections.portcullis.hardening.plugins.modules.firewall import ARGUMENT_SPEC
-from ansible_collections.portcullis.hardening.plugins.plugin_utils._action import (
-    connection_port,
-    on_a_new_connection,
-    validated,
-)
+from ansible_collections.portcullis.hardening.plugins.module_utils._specs import FIREWALL_SPEC
+from ansible_collections.portcullis.hardening.plugins.plugin_utils._action import StepAction, connection_port
 
-MODULE = "portcullis.hardening.firewall"
 # Seconds a new connection may take to open: half the confirm window, within these bounds.
 MIN_CONNECT_TIMEOUT = 3
 DEFAULT_CONNECT_TIMEOUT = 10
-# After the rollback timer's deadline: how long to wait for the host to answer again.
-REACHABLE_AGAIN_ATTEMPTS = 6
-REACHABLE_AGAIN_PAUSE = 5
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
+class ActionModule(StepAction):
+    MODULE = "portcullis.hardening.firewall"
 
-    def _validate(self, args):
-        """Every problem with the input, found on the controller before anything runs on the host.
-
-        Returns the allowlist's rules and the arguments as the module will see them.
-        """
-        rules = parse_allowlist(args.get("allow") or [], name="allow")
-        params = validated(args, ARGUMENT_SPEC)
+    def _validate(self):
+        """Every problem with the input, found on the controller before anything runs on the host."""
+        rules = parse_allowlist(self._task.args.get("allow") or [], name="allow")
+        params = self._validated_args(FIREWALL_SPEC)
         if params["confirm"]:
             raise ValueError("confirm: is set by the firewall action plugin itself; do not set it")
         if not 0 <= params["confirm_timeout"] <= 3600:
@@ -52,59 +40,73 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
-        args = dict(self._task.args)
+        self._task_vars = task_vars
         try:
-            rules, params = self._validate(args)
+            rules, params = self._validate()
         except (AllowlistError, ValueError, TypeError) as exc:
             result.update(failed=True, msg=str(exc))
             return result
 
-        current = connection_port(self._connection)
+        current = connection_port(self._connection, task_vars, self._display.warning)
         management = params["management_port"] or current or 22
-        args["management_port"] = management
-        if params["state"] == "present" and current and not opens_port(rules, "tcp", current):
-            if current != management or not params["keep_management_port"]:
-                result.update(failed=True, msg=(
-                    "This connection uses port %d/tcp, which allow does not open and %s: applying would cut it. "
-                    "Allow the port in allow, or keep the management port" % (
-                        current, "the management port is %d" % management if current != management
-                        else "keep_management_port=false would close")))
+        args = dict(self._task.args, management_port=management)
+        if params["state"] == "present" and current and not params["keep_management_port"]:
+            gap = management_gap(rules, current)
+            if gap:  # the host checks again with the family and the address it sees
+                result.update(failed=True, msg="This connection uses port %d/tcp and keep_management_port=false, but "
+                              "%s: applying could cut it. Allow the port in allow, or keep the management port"
+                              % (current, gap))
                 return result
-
-        result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars))
+        self._connect_timeout = max(MIN_CONNECT_TIMEOUT, min(DEFAULT_CONNECT_TIMEOUT,
+                                                             (params["confirm_timeout"] or 20) / 2))
+        self._task.args = args
+        result.update(self._step(None, fresh=False, task_vars=task_vars))
         rollback = result.get("rollback")
         if result.get("failed") or self._play_context.check_mode or not rollback:
             return result
-        return self._confirm(result, args, rollback, task_vars)
+        self._test_hold("apply")
+        return self._confirm(result, rollback, task_vars)
 
-    def _on_a_new_connection(self, function, connect_timeout):
-        return on_a_new_connection(self._connection, function, connect_timeout)
-
-    def _confirm(self, result, args, rollback, task_vars):
+    def _confirm(self, result, rollback, task_vars):
+        """Commit over a new connection; when that fails, wait out the host's timer and find out what it did."""
         deadline = time.monotonic() + rollback["timeout"]
-        connect_timeout = max(MIN_CONNECT_TIMEOUT, min(DEFAULT_CONNECT_TIMEOUT, rollback["timeout"] / 2))
-        confirmation = self._on_a_new_connection(lambda: self._execute_module(
-            module_name=MODULE, module_args=dict(args, confirm=rollback["token"]), task_vars=task_vars),
-            connect_timeout)
+        confirmation = self._step(None, task_vars=task_vars, confirm=rollback["token"])
         if not confirmation.get("failed"):
             result.update(confirmed=True, persistence=confirmation.get("persistence", {}))
             result.pop("rollback", None)
             return result
+        if not confirmation.get("unreachable"):
+            if confirmation.get("committed"):  # committed already, by a confirmation whose answer was lost
+                result.update(confirmed=True)
+                result.pop("rollback", None)
+                return result
+            # The host answered, and said what it did instead (the timer fired, persisting failed and it rolled back).
+            result.update(failed=True, confirmed=False, rolled_back=confirmation.get("rolled_back"),
+                          host_state=confirmation.get("host_state", "unknown"),
+                          msg="The new rules were applied, but the confirmation over a new connection failed: %s"
+                          % confirmation.get("msg", "").strip())
+            return result
 
-        # The new connection failed: the host restores the previous rules when its timer fires. Wait for
-        # that (bounded), then check that a new connection works again, and fail saying what happened.
-        time.sleep(max(0.0, deadline - time.monotonic()) + 2)
-        reachable = None
-        for _attempt in range(REACHABLE_AGAIN_ATTEMPTS):
-            probe = self._on_a_new_connection(lambda: self._low_level_execute_command("true"), DEFAULT_CONNECT_TIMEOUT)
-            if not probe.get("failed") and probe.get("rc") == 0:
-                reachable = True
-                break
-            reachable = False
-            time.sleep(REACHABLE_AGAIN_PAUSE)
-        result.update(failed=True, confirmed=False, rolled_back=True, msg=(
-            "The new rules were applied, but no new connection from the controller could confirm them before the "
-            "deadline (%s). The host's rollback timer %s restored the previous rules after %d s; %s." % (
-                confirmation.get("msg", "no answer").strip(), rollback["unit"], rollback["timeout"],
-                "a new connection works again" if reachable else "the host still does not answer new connections")))
+        # No new connection: the host restores the previous rules when its timer fires. Wait for that (bounded),
+        # then ask the host, over a new connection, what became of the change.
+        self._wait_past(deadline)
+        if not self._reachable_again():
+            result.update(failed=True, confirmed=False, rolled_back=None, host_state="unknown", msg=(
+                "The new rules were applied, but no new connection from the controller could confirm them (%s). The "
+                "host's rollback timer %s was due to restore the previous rules after %d s, but the host still does "
+                "not answer new connections: its state is unknown" % (
+                    confirmation.get("msg", "no answer").strip(), rollback["unit"], rollback["timeout"])))
+            return result
+        late = self._step(None, task_vars=task_vars, confirm=rollback["token"])
+        if not late.get("failed") or late.get("committed"):  # still armed (the timer had not fired) and reachable now: committed, late
+            result.update(confirmed=True, persistence=late.get("persistence", {}))
+            result.pop("rollback", None)
+            self._display.warning("firewall: the first confirmation failed (%s); a later new connection confirmed "
+                                  "the change" % confirmation.get("msg", "").strip())
+            return result
+        result.update(failed=True, confirmed=False, rolled_back=late.get("rolled_back"),
+                      host_state=late.get("host_state", "unknown"), msg=(
+                          "The new rules were applied, but no new connection from the controller could confirm them "
+                          "before the deadline (%s). %s; a new connection works again." % (
+                              confirmation.get("msg", "no answer").strip(), late.get("msg", "").strip())))
         return result

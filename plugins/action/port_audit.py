@@ -15,7 +15,7 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._audit import
     probe_ports,
     sort_findings,
 )
-from ansible_collections.portcullis.hardening.plugins.modules.port_audit import ARGUMENT_SPEC
+from ansible_collections.portcullis.hardening.plugins.module_utils._specs import PORT_AUDIT_SPEC as ARGUMENT_SPEC
 from ansible_collections.portcullis.hardening.plugins.plugin_utils._action import NETWORK_CONNECTIONS, validated
 from ansible_collections.portcullis.hardening.plugins.plugin_utils._probe import probe_tcp, resolve_addresses
 

@@ -9,34 +9,27 @@ from __future__ import annotations
 
 import time
 
-from ansible.module_utils.common.validation import check_mutually_exclusive, check_required_one_of, \
-    check_required_together
-from ansible.plugins.action import ActionBase
-
-from ansible_collections.portcullis.hardening.plugins.modules.service_port import (
-    ARGUMENT_SPEC,
-    MUTUALLY_EXCLUSIVE,
-    REQUIRED_ONE_OF,
-    REQUIRED_TOGETHER,
+from ansible_collections.portcullis.hardening.plugins.module_utils._specs import (
+    SERVICE_PORT_MUTUALLY_EXCLUSIVE,
+    SERVICE_PORT_REQUIRED_ONE_OF,
+    SERVICE_PORT_REQUIRED_TOGETHER,
+    SERVICE_PORT_SPEC,
 )
-from ansible_collections.portcullis.hardening.plugins.plugin_utils._action import validated
+from ansible_collections.portcullis.hardening.plugins.plugin_utils._action import StepAction
 from ansible_collections.portcullis.hardening.plugins.plugin_utils._probe import resolve_addresses, try_connect
 
-MODULE = "portcullis.hardening.service_port"
 PROBE_TIMEOUT = 3
 PROBE_ATTEMPTS = 5
 PROBE_PAUSE = 1
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
+class ActionModule(StepAction):
+    MODULE = "portcullis.hardening.service_port"
 
     def _validate(self, args):
-        params = validated(args, ARGUMENT_SPEC)
-        given = dict((name, value) for name, value in params.items() if value is not None)
-        check_mutually_exclusive(MUTUALLY_EXCLUSIVE, given)
-        check_required_one_of(REQUIRED_ONE_OF, given)
-        check_required_together(REQUIRED_TOGETHER, given)
+        params = self._validated_args(SERVICE_PORT_SPEC, mutually_exclusive=SERVICE_PORT_MUTUALLY_EXCLUSIVE,
+                                      required_one_of=SERVICE_PORT_REQUIRED_ONE_OF,
+                                      required_together=SERVICE_PORT_REQUIRED_TOGETHER)
         if params["step"] != "plan" or params["token"] is not None:
             raise ValueError("step and token: are set by the service_port action plugin itself; do not set them")
         for name in ("port", "previous_port"):
@@ -67,10 +60,11 @@ class ActionModule(ActionBase):
                 return result
         steps = result["steps"] = []
 
+        self._task_vars = task_vars
+
         def module(step, **extra):
             steps.append(step)
-            return self._execute_module(module_name=MODULE, module_args=dict(args, step=step, **extra),
-                                        task_vars=task_vars)
+            return self._step(step, fresh=False, task_vars=task_vars, **extra)
 
         planned = module("plan")
         if planned.get("failed") or not planned.get("changed") or self._play_context.check_mode:
@@ -98,7 +92,8 @@ class ActionModule(ActionBase):
                 return result
         committed = module("commit", token=token)
         if committed.get("failed"):
-            result.update(failed=True, failed_step="commit", msg=committed.get("msg"))
+            result.update(failed=True, failed_step="commit", msg=committed.get("msg"),
+                          rolled_back=committed.get("rolled_back"), host_state=committed.get("host_state"))
             return result
         result["firewall_persistence"] = committed.get("firewall_persistence", {})
         return result

@@ -9,23 +9,17 @@ from __future__ import annotations
 
 import time
 
-from ansible.plugins.action import ActionBase
-
+from ansible_collections.portcullis.hardening.plugins.module_utils._specs import SSH_PORT_SPEC as ARGUMENT_SPEC
 from ansible_collections.portcullis.hardening.plugins.module_utils._sshd import SshdConfigError, parse_addresses
-from ansible_collections.portcullis.hardening.plugins.modules.ssh_port import ARGUMENT_SPEC
 from ansible_collections.portcullis.hardening.plugins.plugin_utils._action import (
     NETWORK_CONNECTIONS,
+    StepAction,
     connection_port,
-    on_a_new_connection,
-    validated,
 )
-from ansible_collections.portcullis.hardening.plugins.plugin_utils._probe import resolve_addresses, try_connect
+from ansible_collections.portcullis.hardening.plugins.plugin_utils._probe import try_connect
+from ansible_collections.portcullis.hardening.plugins.plugin_utils._ssh_target import SshTargetError, same_host_key
 
-MODULE = "portcullis.hardening.ssh_port"
 CONNECT_TIMEOUT = 10
-# After the rollback timer's deadline: how long to wait for the old port to answer again.
-REACHABLE_AGAIN_ATTEMPTS = 6
-REACHABLE_AGAIN_PAUSE = 5
 OLD_PORT_PROBE_TIMEOUT = 3
 
 
@@ -43,11 +37,11 @@ def _ports(name, values):
             raise ValueError("%s[%d]: %r is outside 1-65535" % (name, index, port))
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
+class ActionModule(StepAction):
+    MODULE = "portcullis.hardening.ssh_port"
 
     def _validate(self, args):
-        params = validated(args, ARGUMENT_SPEC)
+        params = self._validated_args(ARGUMENT_SPEC)
         if params["step"] != "plan" or params["token"] is not None:
             raise ValueError("step and token: are set by the ssh_port action plugin itself; do not set them")
         if not 1 <= params["port"] <= 65535:
@@ -74,7 +68,7 @@ class ActionModule(ActionBase):
             result.update(failed=True, msg="ssh_port moves the port this task connects on, so it needs a network "
                           "connection (ssh or paramiko); this host uses %r" % self._connection.transport)
             return result
-        self._args = args
+        self._confirm_timeout = params["confirm_timeout"]
         self._connect_timeout = max(3, min(CONNECT_TIMEOUT, params["confirm_timeout"] // 4))
         steps = result["steps"] = []
         try:
@@ -94,27 +88,13 @@ class ActionModule(ActionBase):
 
     def _module(self, step, port, fresh=True, **extra):
         """Run the module's `step` over a connection to `port` (a new one unless fresh=False)."""
-        module_args = dict(self._args, step=step, **extra)
-
-        def execute():
-            return self._execute_module(module_name=MODULE, module_args=module_args, task_vars=self._task_vars)
-        if not fresh:
-            self._connection.set_option("port", port)
-            return execute()
-        return on_a_new_connection(self._connection, execute, self._connect_timeout, port=port)
-
-    def _answers(self, port):
-        """Whether a new SSH connection to `port` logs in and runs a command: (bool, error text)."""
-        outcome = on_a_new_connection(self._connection, lambda: self._low_level_execute_command("true"),
-                                      self._connect_timeout, port=port)
-        if not outcome.get("failed") and outcome.get("rc") == 0:
-            return True, ""
-        return False, (outcome.get("msg") or outcome.get("stderr") or "rc=%s" % outcome.get("rc")).strip()
+        return self._step(step, port=port, fresh=fresh, **extra)
 
     def _find_sshd(self, params, steps):
         """The port sshd answers on: the connection's, else the wanted one, else a previous one."""
         candidates = []
-        for port in [connection_port(self._connection), params["port"]] + params["previous_ports"]:
+        for port in [connection_port(self._connection, self._task_vars, self._display.warning),
+                     params["port"]] + params["previous_ports"]:
             if port not in candidates:
                 candidates.append(port)
         errors = []
@@ -128,13 +108,11 @@ class ActionModule(ActionBase):
                          "changed. %s" % (", ".join(str(port) for port in candidates), " | ".join(errors)),
                          failed_step="find sshd", unreachable_ports=candidates)
 
-    def _host_address(self):
-        return self._task_vars.get("ansible_host") or self._task_vars.get("inventory_hostname")
-
     # --- the move --------------------------------------------------------------------------------
 
     def _move(self, params, found, steps):
         new = params["port"]
+        self._found = found
         planned = self._module("plan", found, fresh=False)
         steps.append("plan")
         if planned.get("failed"):
@@ -155,26 +133,40 @@ class ActionModule(ActionBase):
             raise MoveFailed(moving.get("msg", "transition failed"), failed_step="transition", rolled_back=True,
                              **self._passthrough(moving))
         token = moving["token"]
+        self._test_hold("transition")
 
+        # Before anything logs in there: the server on the new port must hold this host's key.
+        same, detail = self._same_host_key(found, new)
+        steps.append("host key on %d: %s" % (new, detail))
+        if not same:
+            self._give_up([found], token, "the SSH server on the new port %d does not present the host key "
+                          "of the one on port %d (%s): another process may answer there" % (new, found, detail),
+                          "host key on %d" % new)
         answers, error = self._answers(new)
         steps.append("new connection on %d" % new)
         if not answers:
-            self._give_up(found, token, "a new SSH connection on the new port %d failed: %s" % (new, error),
+            self._give_up([found, new], token, "a new SSH connection on the new port %d failed: %s" % (new, error),
                           "new connection on %d" % new)
 
         finished = self._module("finalize", new, token=token)
         steps.append("finalize")
         if finished.get("failed"):
             if finished.get("unreachable"):
-                self._give_up(found, token, "the connection on the new port %d failed during finalize: %s"
+                self._give_up([new, found], token, "the connection on the new port %d failed during finalize: %s"
                               % (new, finished.get("msg", "")), "finalize")
             raise MoveFailed(finished.get("msg", "finalize failed"), failed_step="finalize", rolled_back=True,
                              ansible_port=found, **self._passthrough(finished))
 
+        self._test_hold("finalize")
         committed = self._module("commit", new, token=token)
         steps.append("commit")
         if committed.get("failed"):
-            self._give_up(found, token, "the confirmation over a new connection on port %d failed: %s"
+            if committed.get("rolled_back"):  # the host answered: the timer won, or persisting failed and it undid
+                raise MoveFailed("the commit over a new connection on port %d failed: %s" % (
+                    new, committed.get("msg", "")), failed_step="commit", rolled_back=True, ansible_port=found,
+                    host_state=committed.get("host_state"))
+            # After finalize only the new port is open, unless the timer already put the old one back.
+            self._give_up([new, found], token, "the confirmation over a new connection on port %d failed: %s"
                           % (new, committed.get("msg", "")), "commit")
 
         closed = {}
@@ -189,11 +181,17 @@ class ActionModule(ActionBase):
                                   % ", ".join(port for port, done in closed.items() if not done))
         return summary
 
-    def _probe_address(self):
+    def _same_host_key(self, old, new):
+        """Whether the server on the new port holds this host's key, read from the controller without logging in:
+        with host key checking off it is the only proof that sshd, not a local user's process, answers there."""
+        target = self._ssh_target()
+        if target is not None and (target.proxyjump or target.proxycommand):
+            return True, "not compared: the controller reaches the host through %s, and ssh checks the key there " \
+                "when host key checking is on" % ("ProxyJump " + target.proxyjump if target.proxyjump else "a ProxyCommand")
         try:
-            return resolve_addresses([self._host_address()])[0]
-        except (ValueError, IndexError):
-            return self._host_address()
+            return same_host_key(target.hostname if target else self._probe_address(), old, new, self._connect_timeout)
+        except SshTargetError as exc:
+            return False, str(exc)
 
     @staticmethod
     def _passthrough(module_result):
@@ -207,25 +205,31 @@ class ActionModule(ActionBase):
                 "selinux", "firewall", "warnings")
         return dict((key, planned[key]) for key in keep if key in planned)
 
-    def _give_up(self, old_port, token, reason, step):
-        """The new port cannot be proven: roll back over the old port now, or wait for the host's timer."""
-        undone = self._module("rollback", old_port, token=token)
-        if not undone.get("failed"):
-            raise MoveFailed("%s. The previous configuration was restored and sshd listens on %s again "
-                             "(checked over a new connection)." % (reason, ", ".join(undone["listening_after"])),
-                             failed_step=step, rolled_back=True, ansible_port=old_port)
-        # The old port does not take a new connection either: the host's timer restores the configuration.
-        deadline = self._armed_at + validated(self._args, ARGUMENT_SPEC)["confirm_timeout"]
-        time.sleep(max(0.0, deadline - time.monotonic()) + 2)
-        for _attempt in range(REACHABLE_AGAIN_ATTEMPTS):
-            answers, _error = self._answers(old_port)
-            if answers:
-                raise MoveFailed("%s. The rollback over port %d failed too (%s); the host's rollback timer restored "
-                                 "the previous configuration, and a new connection on port %d works again."
-                                 % (reason, old_port, undone.get("msg", "").strip(), old_port),
+    def _give_up(self, ports, token, reason, step):
+        """The move cannot be proven: roll back now over the first of `ports` that takes a new connection, or wait
+        for the host's own timer; MoveFailed says which happened and where sshd answers. Returns only when the host
+        says the move had been committed already."""
+        old_port = self._found
+        errors = []
+        for port in ports:
+            undone = self._module("rollback", port, token=token)
+            if not undone.get("failed") and undone.get("committed"):
+                return  # the commit had gone through and only its answer was lost: the move stands
+            if not undone.get("failed"):
+                raise MoveFailed("%s. The previous configuration was restored (%s) and sshd listens on %s again."
+                                 % (reason, undone.get("outcome", "rolled back"),
+                                    ", ".join(undone["listening_after"])),
                                  failed_step=step, rolled_back=True, ansible_port=old_port)
-            time.sleep(REACHABLE_AGAIN_PAUSE)
-        raise MoveFailed("%s. The rollback over port %d failed too (%s), and the host still does not answer new "
-                         "connections on port %d after its rollback timer's deadline."
-                         % (reason, old_port, undone.get("msg", "").strip(), old_port),
-                         failed_step=step, rolled_back=False)
+            errors.append("over port %d: %s" % (port, undone.get("msg", "").strip()))
+        # No new connection works: the host's timer restores the previous configuration.
+        deadline = self._armed_at + self._confirm_timeout
+        self._wait_past(deadline)
+        if self._reachable_again(old_port):
+            raise MoveFailed("%s. The rollback failed too (%s); the host's rollback timer restored the previous "
+                             "configuration, and a new connection on port %d works again."
+                             % (reason, "; ".join(errors), old_port),
+                             failed_step=step, rolled_back=True, ansible_port=old_port)
+        raise MoveFailed("%s. The rollback failed too (%s), and the host still does not answer new connections on "
+                         "port %d after its rollback timer's deadline: its state is unknown."
+                         % (reason, "; ".join(errors), old_port),
+                         failed_step=step, rolled_back=None, host_state="unknown")

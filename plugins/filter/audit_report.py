@@ -21,6 +21,9 @@ description:
   - A host whose result is marked C(unreachable) or C(failed) (with its C(msg)) is reported as not audited,
     in every format.
   - The same input gives the same text, byte for byte.
+  - In V(text), V(junit) and V(html), control characters, line separators and bidirectional overrides in
+    what the hosts report (process names, command lines, messages) are shown as escapes such as C(\x1b) and
+    C(\u202e), so that a host cannot drive the terminal or reorder what the reader sees.
 options:
   _input:
     description: Mapping of host name to its M(portcullis.hardening.port_audit) result.
@@ -71,6 +74,7 @@ _value:
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.portcullis.hardening.plugins.module_utils._text import printable
 from ansible_collections.portcullis.hardening.plugins.plugin_utils._report_html import render_html
 from ansible_collections.portcullis.hardening.plugins.plugin_utils._reports import (
     build_report,
@@ -79,6 +83,7 @@ from ansible_collections.portcullis.hardening.plugins.plugin_utils._reports impo
     render_sarif,
     render_text,
 )
+
 
 RENDERERS = {"json": render_json, "junit": render_junit, "sarif": render_sarif, "html": render_html,
              "text": render_text}
@@ -90,7 +95,7 @@ def audit_report(results_by_host, format, generated_at, tool_version="0.1.0"):
     try:
         return RENDERERS[format](build_report(results_by_host, generated_at, tool_version))
     except ValueError as exc:
-        raise AnsibleFilterError("audit_report: %s" % exc)
+        raise AnsibleFilterError(printable("audit_report: %s" % exc))  # it may quote a host name
     except (KeyError, TypeError, AttributeError) as exc:
         raise AnsibleFilterError("audit_report: an audit result lacks a field or has a wrong type (%r); pass "
                                  "the results of portcullis.hardening.port_audit by host" % exc)

@@ -16,6 +16,9 @@ description:
   - Columns are host, protocol, address, port, reach (local only, all IPv4/IPv6, this address),
     user, processes with their pids, and systemd units.
   - A host whose value is not a list (for example V(null) or an error text) is reported as not discovered.
+  - Control characters, line separators and bidirectional overrides in what the hosts report (process names,
+    units, users) are shown as escapes such as C(\x1b) and C(\u202e), so that a host cannot drive the terminal
+    or reorder what the reader sees.
 options:
   _input:
     description: Mapping of host name to its list of listeners.

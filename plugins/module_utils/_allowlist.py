@@ -71,39 +71,121 @@ class Rule:
                 and (self.family == other.family or "any" in (self.family, other.family)))
 
     def allows_source(self, address):
-        """Whether a client at `address` (an ipaddress address) may connect under this rule."""
+        """Whether a client at `address` (an ipaddress address) may connect under this rule.
+
+        An IPv4-mapped address (::ffff:192.0.2.10, a client as a dual-stack socket sees it) is the IPv4 client.
+        """
+        address = _plain(address)
         return not self.sources or any(address in network for network in self.sources
                                        if network.version == address.version)
+
+    def families(self):
+        """The families this entry opens to the network: its family, narrowed to those its sources name."""
+        if self.bind == "loopback":
+            return ()
+        named = {"ipv%d" % network.version for network in self.sources}
+        return tuple(family for family in ("ipv4", "ipv6")
+                     if self.covers_family(family) and (not named or family in named))
 
     def identity(self):
         """What makes two entries the same rule (the comment does not)."""
         return (self.low, self.high, self.protocol, self.family, self.bind,
-                tuple(sorted(network_text(network) for network in self.sources)), self.process)
+                tuple(sorted(str(network) for network in self.sources)), self.process)
 
     def describe(self):
         where = "loopback only" if self.bind == "loopback" else (
-            "from " + ", ".join(network_text(network) for network in self.sources) if self.sources else "from anywhere")
+            "from " + ", ".join(str(network) for network in self.sources) if self.sources else "from anywhere")
         family = "" if self.family == "any" else " " + self.family
         process = " for " + self.process if self.process else ""
         return "%s/%s%s %s%s" % (self.protocol, self.port, family, where, process)
 
     def as_dict(self):
         return {"index": self.index, "port": self.port, "protocol": self.protocol, "family": self.family,
-                "bind": self.bind, "sources": [network_text(network) for network in self.sources],
+                "bind": self.bind, "sources": [str(network) for network in self.sources],
                 "process": self.process, "comment": self.comment}
 
 
-def network_text(network):
-    """CIDR text that does not depend on the Python version: IPv4-mapped networks keep their dotted quad."""
-    mapped = network.network_address.ipv4_mapped if network.version == 6 else None
-    if mapped is not None:
-        return "::ffff:%s/%d" % (mapped, network.prefixlen)
-    return str(network)
+def _plain(address):
+    """An IPv4-mapped IPv6 address as the IPv4 address it is."""
+    return address.ipv4_mapped if address.version == 6 and address.ipv4_mapped is not None else address
 
 
 def opens_port(rules, protocol, port):
-    """Whether any entry opens `port` to the network (loopback-only entries open nothing)."""
+    """Whether any entry opens `port` to the network, to some family and source at least.
+
+    Loopback-only entries open nothing. Whether the entries open it to a given client: management_gap().
+    """
     return any(rule.protocol == protocol and rule.covers_port(port) and rule.bind == "any" for rule in rules)
+
+
+_FAMILY_NAMES = {"ipv4": "IPv4", "ipv6": "IPv6"}
+
+
+def _connection(family, source):
+    """(the families a connection may use, its source address or None) from management_gap()'s arguments."""
+    if family not in (None, "ipv4", "ipv6"):
+        raise AllowlistError("family: %r must be ipv4, ipv6 or None (not known)" % (family,))
+    if source is None:
+        return (family,) if family else ("ipv4", "ipv6"), None
+    try:
+        address = ipaddress.ip_address(source.partition("%")[0])  # the zone of fe80::1%eth0 changes nothing here
+    except (AttributeError, ValueError):
+        raise AllowlistError("source: %r is not an IP address" % (source,))
+    plain = _plain(address)
+    # An IPv4-mapped source is an IPv4 client, whatever family its (dual-stack) socket has.
+    if family and plain is address and family != "ipv%d" % address.version:
+        raise AllowlistError("source: %r is IPv%d but family is %s" % (source, address.version, family))
+    return ("ipv%d" % plain.version,), plain
+
+
+def _lets_in(rule, family, address):
+    """Whether `rule` opens its port over `family` to a client at `address` (None: to every client)."""
+    return family in rule.families() and (rule.allows_source(address) if address is not None else not rule.sources)
+
+
+def _shortfall(rule, family, address, family_known):
+    """How `rule` falls short of letting the connection in over `family`, as the end of "allow[N] opens 22/tcp"."""
+    if rule.bind == "loopback":
+        return " to local clients only (bind: loopback)"
+    if family not in rule.families():
+        only = " and ".join(_FAMILY_NAMES[name] for name in rule.families())
+        if family_known:
+            return " for %s only, but this connection uses %s" % (only, _FAMILY_NAMES[family])
+        return " for %s only, and this connection's family is not known (it may use %s)" % (
+            only, _FAMILY_NAMES[family])
+    networks = ", ".join(str(network) for network in rule.sources if "ipv%d" % network.version == family)
+    if address is None:
+        return " only from %s, and the controller's address is not known" % networks
+    return " only from %s, which %s not include the controller's address %s" % (
+        networks, "do" if ", " in networks else "does", address)
+
+
+def management_gap(rules, port, family=None, source=None, protocol="tcp", name="allow"):
+    """Why the allowlist `rules` (parse_allowlist) would not let the connection that manages the host in, or None.
+
+    The connection goes to `port`/`protocol` from `source` (the controller's IP address as the host sees it,
+    None when not known) over `family` ("ipv4", "ipv6", None when not known). When a source is known it decides
+    the family; an IPv4-mapped one (::ffff:192.0.2.10) is IPv4. Without a source the entries must open the port
+    to every source (no `sources`), and without a family to IPv4 and IPv6 alike. A client on the host itself
+    (a loopback source) is always let in: loopback traffic passes as a whole. Entries with `bind: loopback`
+    open nothing to the network.
+
+    The reason is one sentence naming the entries (as `name`[N]) that fall short, e.g. "allow[0] opens 22/tcp
+    for IPv6 only, but this connection uses IPv4". Raises AllowlistError on a family or source it cannot read.
+    """
+    families, address = _connection(family, source)
+    if address is not None and address.is_loopback:
+        return None
+    what = "%d/%s" % (port, protocol)
+    candidates = [rule for rule in rules if rule.protocol == protocol and rule.covers_port(port)]
+    if not candidates:
+        return "no %s entry opens %s" % (name, what)
+    for needed in families:
+        if not any(_lets_in(rule, needed, address) for rule in candidates):
+            known = family is not None or address is not None
+            return "; ".join("%s[%d] opens %s%s" % (name, rule.index, what, _shortfall(rule, needed, address, known))
+                             for rule in candidates)
+    return None
 
 
 def _fail(index, field, value, problem):
@@ -111,10 +193,9 @@ def _fail(index, field, value, problem):
 
 
 def _port_number(index, value, text):
-    try:
-        number = int(text, 10)
-    except ValueError:
+    if not (text.isascii() and text.isdigit()):  # int() would take "+22", "2_2" and other scripts' digits
         _fail(index, "port", value, "is not a port number or a LOW-HIGH range")
+    number = int(text, 10)
     if not 1 <= number <= 65535:
         _fail(index, "port", value, "is outside 1-65535")
     return number
@@ -156,14 +237,22 @@ def _sources(index, entry, family):
         field = "sources[%d]" % position
         if not isinstance(text, str):
             _fail(index, field, text, "must be a CIDR such as 192.0.2.0/24 or 2001:db8::/32")
+        if "%" in text:  # Python 3.9+ reads fe80::%eth0/64; nft has no such source
+            _fail(index, field, text, "names a zone (%s): a source is a network, not an interface"
+                  % text[text.index("%"):].split("/")[0])
         try:
-            network = ipaddress.ip_network(text.strip())
+            network = ipaddress.ip_network(text.strip(), strict=False)
         except ValueError:
-            try:
-                loose = ipaddress.ip_network(text.strip(), strict=False)
-            except ValueError:
-                _fail(index, field, text, "is not a valid address or CIDR")
-            _fail(index, field, text, "has host bits set; the network is %s" % loose)
+            _fail(index, field, text, "is not a valid address or CIDR")
+        mapped = network.network_address.ipv4_mapped if network.version == 6 else None
+        if mapped is not None:
+            # An IPv4 client reaches the host as IPv4: an `ip6 saddr ::ffff:...` rule would never match.
+            ipv4 = ipaddress.IPv4Network((mapped, network.prefixlen - 96))
+            _fail(index, field, text, "is an IPv4-mapped IPv6 address, which no packet has as its source; write "
+                  "it as IPv4: %s%s" % (ipv4 if "/" in text else mapped,
+                                        " (with family: ipv4 or any)" if family == "ipv6" else ""))
+        if network.network_address != ipaddress.ip_interface(text.strip()).ip:
+            _fail(index, field, text, "has host bits set; the network is %s" % network)
         if family != "any" and "ipv%d" % network.version != family:
             _fail(index, field, text, "is IPv%d but the entry's family is %s" % (network.version, family))
         networks.append(network)
@@ -174,7 +263,7 @@ def parse_entry(index, entry):
     """Validate one raw entry (a dict) into a Rule."""
     if not isinstance(entry, dict):
         raise AllowlistError("[%d]: %r must be a mapping with at least a port" % (index, entry))
-    unknown = sorted(set(entry) - set(FIELDS))
+    unknown = sorted(set(entry) - set(FIELDS), key=str)  # keys need not be texts, nor of one type
     if unknown:
         _fail(index, unknown[0], entry[unknown[0]], "is not an allowlist field (fields: %s)" % ", ".join(FIELDS))
     if entry.get("port") is None:

@@ -13,7 +13,11 @@ from __future__ import annotations
 import ipaddress
 import os
 
-from ansible_collections.portcullis.hardening.plugins.module_utils._procnet import is_loopback, is_wildcard
+from ansible_collections.portcullis.hardening.plugins.module_utils._procnet import (
+    endpoint_text,
+    is_loopback,
+    is_wildcard,
+)
 
 BENCHMARK = "CIS Debian Linux 12 Benchmark"
 BENCHMARK_VERSION = "v1.1.0"
@@ -49,8 +53,7 @@ def effective_family(listener):
 
 
 def endpoint(protocol, address, port):
-    host = "[%s]" % address if ":" in address else address
-    return "%s %s:%s" % (protocol, host, port)
+    return "%s %s" % (protocol, endpoint_text(address, port))
 
 
 def _who(processes):
@@ -165,12 +168,15 @@ def audit_listeners(listeners, rules, include_loopback=False):
     return sort_findings(findings)
 
 
+WILDCARD_V4 = (ipaddress.ip_address(0), ipaddress.ip_address("::ffff:0:0"))
+
+
 def _serves(listener, target):
     """Whether `listener` surely answers on the probed address, and whether it may (dual-stack [::])."""
     if listener["protocol"] != "tcp" or listener["loopback"]:
         return False, False
     if target.version == 4:
-        if listener["address"] in ("0.0.0.0", "::ffff:0.0.0.0") or listener["address"] in (
+        if ipaddress.ip_address(listener["address"]) in WILDCARD_V4 or listener["address"] in (
                 str(target), "::ffff:%s" % target):
             return True, True
         return False, listener["address"] == "::"  # [::] accepts IPv4 unless IPV6_V6ONLY

@@ -2,10 +2,11 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Host side of the firewall: read the own nftables table, plan, apply with an armed rollback, persist.
+"""Host side of the firewall: read the own nftables table, plan, apply and persist through the change engine.
 
-Private to the collection. Every command goes through one `run(argv) -> (rc, stdout, stderr)` callable (the
-module passes AnsibleModule.run_command) and every file through the paths below, so tests can drive it.
+The live table changes under an armed change (module_utils/_transaction.py); persisting happens at commit, while
+still armed, so a failure there, a reboot or a lost controller all end with the previous table, live and on disk.
+Everything goes through a Host (module_utils/_host.py). Private to the collection.
 """
 
 from __future__ import annotations
@@ -13,11 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shlex
-import shutil
-import tempfile
 
+from ansible_collections.portcullis.hardening.plugins.module_utils._host import PortcullisError
 from ansible_collections.portcullis.hardening.plugins.module_utils._nftables import (
     NFTABLES_CONF,
     PERSIST_PATH as PERSIST_FILE,
@@ -29,275 +28,224 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._nftables imp
     rollback_script,
     table_absent,
 )
+from ansible_collections.portcullis.hardening.plugins.module_utils._systemd import (
+    SYSTEMCTL,
+    first,
+    is_active,
+    is_enabled,
+    unit_properties,
+)
+from ansible_collections.portcullis.hardening.plugins.module_utils._transaction import (
+    RUN_DIR,
+    STATE_DIR,
+)
 
+KIND = "firewall"
 NFT = "nft"
-STATE_DIR = "/var/lib/portcullis"
+NFTABLES_SERVICE = "nftables.service"
 STATE_FILE = STATE_DIR + "/firewall.json"
-ROLLBACK_UNIT = "portcullis-firewall-rollback-%s"
-TOKEN = re.compile(r"^[0-9a-f]{12}$")
+ROLLBACK_FILE = "firewall-rollback.nft"
+NEW_CONF = "#!/usr/sbin/nft -f\n"
 
 
-class FirewallError(Exception):
-    """A step that failed; the message says which and what is left on the host."""
+class FirewallError(PortcullisError):
+    """A firewall step that failed; the message says which and what is left on the host."""
 
 
 def sha256(text):
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def write_file(path, text, mode=0o644):
-    """Write atomically: a temporary file in the same directory, then rename over the target."""
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o755, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".portcullis-", dir=directory)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.chmod(temporary, mode)
-        os.rename(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+def exec_start_config(properties):
+    """The file nftables.service loads (`nft -f FILE`, `-fFILE`, `--file FILE`, `--file=FILE` in its ExecStart), or
+    None."""
+    for value in properties.get("ExecStart", []):
+        argv_text = value.partition("argv[]=")[2].partition(" ;")[0]
+        try:
+            argv = shlex.split(argv_text)
+        except ValueError:
+            continue
+        for index, word in enumerate(argv):
+            if word in ("-f", "--file"):
+                if index + 1 < len(argv):
+                    return argv[index + 1]
+            elif word.startswith("--file="):
+                return word.split("=", 1)[1]
+            elif word.startswith("-f") and not word.startswith("--"):
+                return word[2:]
+    return None
 
 
-def file_mode(path, default):
-    """The permission bits of an existing file (kept when we rewrite it), or `default`."""
-    try:
-        return os.stat(path).st_mode & 0o7777
-    except FileNotFoundError:
-        return default
+class Nftables:
+    """The firewall-related state of one Host: the own table, nftables.service and the persisted files."""
 
-
-def read_file(path):
-    try:
-        with open(path) as stream:
-            return stream.read()
-    except FileNotFoundError:
-        return None
-
-
-def check_command(run, argv, step, error=FirewallError):
-    """Run argv; its stdout, or `error` naming the step, the command, its exit code and what it said."""
-    rc, out, err = run(argv)
-    if rc != 0:
-        raise error("%s failed (%s, rc=%d): %s" % (step, shlex.join(argv), rc, (err or out).strip()))
-    return out
-
-
-class CommandHost:
-    """A host reached through one `run(argv) -> (rc, stdout, stderr)` callable; check() raises `error`.
-
-    The base of the firewall's Host and of the ssh_port and service_port hosts.
-    """
-
-    error = FirewallError
-
-    def __init__(self, run):
-        self.run = run
-
-    def check(self, argv, step):
-        return check_command(self.run, argv, step, self.error)
-
-
-class Host(CommandHost):
-    """The firewall-related state of the host, through one command runner."""
+    def __init__(self, host):
+        self.host = host
 
     def live_table(self):
         """(text listing, normalised JSON listing) of the own table, or (None, None) when it does not exist."""
-        rc, out, err = self.run([NFT, "-j", "list", "table", "inet", "portcullis"])
+        rc, out, err = self.host.run([NFT, "-j", "list", "table", "inet", "portcullis"])
         if rc != 0:
             if table_absent(rc, err):
                 return None, None
             raise FirewallError("reading the portcullis table failed (nft -j list table inet portcullis, rc=%d): %s"
                                 % (rc, err.strip()))
-        text = self.check([NFT, "list", "table", "inet", "portcullis"], "listing the portcullis table")
+        text = self.host.check([NFT, "list", "table", "inet", "portcullis"], "listing the portcullis table",
+                               FirewallError)
         return text, normalise_listing(out)
 
-    def validate(self, script_path):
-        self.check([NFT, "-c", "-f", script_path], "validating the new rules (nothing was changed)")
-
-    def apply(self, script_path):
-        self.check([NFT, "-f", script_path], "applying the new rules (nft applies all or nothing: the previous "
-                   "rules are still in place)")
-
-    def arm_rollback(self, token, script_path, timeout):
-        unit = ROLLBACK_UNIT % token
-        self.check(["systemd-run", "--unit", unit, "--on-active=%ds" % timeout, "--timer-property=AccuracySec=1s",
-                    "--description", "Portcullis: restore the previous firewall unless the change is confirmed",
-                    NFT, "-f", script_path], "arming the rollback timer")
-        return unit
-
-    def rollback_pending(self, token):
-        rc, _out, _err = self.run(["systemctl", "is-active", "--quiet", ROLLBACK_UNIT % token + ".timer"])
-        return rc == 0
-
-    def disarm(self, token):
-        unit = ROLLBACK_UNIT % token
-        # Stopping the timer cancels the rollback; the service unit never ran, or ran already (then it is gone).
-        self.run(["systemctl", "stop", unit + ".timer"])
-        self.run(["systemctl", "reset-failed", unit + ".timer", unit + ".service"])
+    def load(self, script, step, check_only=False):
+        """`nft [-c] -f` a script (written under /run/portcullis, removed afterwards)."""
+        path = "%s/firewall-%d.nft" % (RUN_DIR, os.getpid())
+        self.host.makedirs(RUN_DIR, mode=0o700)
+        self.host.write_private(path, script)
+        try:
+            self.host.check([NFT] + (["-c"] if check_only else []) + ["-f", self.host.path(path)], step, FirewallError)
+        finally:
+            self.host.remove(path)
 
     def service_enabled(self):
-        rc, _out, _err = self.run(["systemctl", "is-enabled", "--quiet", "nftables.service"])
-        return rc == 0
+        return is_enabled(self.host, NFTABLES_SERVICE)
 
-    def enable_service(self):
-        self.check(["systemctl", "enable", "nftables.service"], "enabling nftables.service for boot")
+    def config_path(self):
+        """The file nftables.service loads at boot (Debian: /etc/nftables.conf; RHEL, Fedora:
+        /etc/sysconfig/nftables.conf), or a FirewallError when no boot-time load is there to persist into."""
+        properties = unit_properties(self.host, NFTABLES_SERVICE, ["LoadState", "ExecStart"])
+        if first(properties, "LoadState") != "loaded":
+            raise FirewallError("persist: %s is not installed on this host, so the rules would not survive a reboot; "
+                                "install the nftables package, or set persist: false (nothing was changed)"
+                                % NFTABLES_SERVICE)
+        path = exec_start_config(properties)
+        if not path:
+            raise FirewallError("persist: %s does not load a file with `nft -f` (ExecStart: %s), so Portcullis cannot "
+                                "tell where to persist; set persist: false (nothing was changed)"
+                                % (NFTABLES_SERVICE, "; ".join(properties.get("ExecStart", [])) or "none"))
+        return path
 
     def active_managers(self):
         """Other firewall managers that are running: ufw and firewalld."""
         found = []
-        rc, _out, _err = self.run(["systemctl", "is-active", "--quiet", "firewalld.service"])
-        if rc == 0:
+        if is_active(self.host, "firewalld.service"):
             found.append("firewalld")
-        ufw = shutil.which("ufw", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
-        if ufw:
-            rc, out, _err = self.run([ufw, "status"])
-            if rc == 0 and "Status: active" in out:
-                found.append("ufw")
+        for ufw in ("/usr/sbin/ufw", "/sbin/ufw"):
+            if self.host.exists(ufw):
+                rc, out, _err = self.host.run([ufw, "status"])
+                if rc == 0 and "Status: active" in out:
+                    found.append("ufw")
+                break
         return found
 
+    # --- Portcullis's own record -----------------------------------------------------------------
 
-def load_state():
-    text = read_file(STATE_FILE)
-    try:
-        return json.loads(text) if text else {}
-    except ValueError:
-        return {}
-
-
-def save_state(state):
-    write_file(STATE_FILE, json.dumps(state, sort_keys=True, indent=1) + "\n", mode=0o600)
-
-
-def conf_with_include():
-    """(/etc/nftables.conf text that loads the persisted table, whether that differs from the file as it is)."""
-    conf = read_file(NFTABLES_CONF)
-    new_conf, changed = ensure_include(conf or "#!/usr/sbin/nft -f\n", PERSIST_FILE)
-    return new_conf, changed or conf is None
-
-
-def persistence_plan(desired_text, host):
-    """What persisting `desired_text` would change: {file, include, service} -> bool."""
-    return {
-        "file": read_file(PERSIST_FILE) != apply_script(desired_text),
-        "include": conf_with_include()[1],
-        "service": not host.service_enabled(),
-    }
-
-
-def persist(desired_text, host, plan):
-    if plan["file"]:
-        write_file(PERSIST_FILE, apply_script(desired_text))
-    if plan["include"]:
-        write_file(NFTABLES_CONF, conf_with_include()[0], mode=file_mode(NFTABLES_CONF, 0o755))
-    if plan["service"]:
-        host.enable_service()
-        # Remembered so that state=absent disables it again, and only then.
-        state = load_state()
-        state["enabled_service"] = True
-        save_state(state)
-
-
-def unpersist():
-    """Remove the own persisted file and the include lines that load it; nothing else."""
-    changed = False
-    if os.path.exists(PERSIST_FILE):
-        os.unlink(PERSIST_FILE)
-        changed = True
-    conf = read_file(NFTABLES_CONF)
-    if conf is not None:
-        new_conf, removed = remove_include(conf, PERSIST_FILE)
-        if removed:
-            write_file(NFTABLES_CONF, new_conf, mode=file_mode(NFTABLES_CONF, 0o755))
-            changed = True
-    return changed
-
-
-def plan(desired_text, host):
-    """Compare the live own table and the persisted files with the desired table. Reads only."""
-    live_text, live_normal = host.live_table()
-    state = load_state()
-    table_current = (live_normal is not None and state.get("desired_sha256") == sha256(desired_text)
-                     and state.get("live") == live_normal)
-    return {"live_text": live_text, "table_changed": not table_current}
-
-
-def clear_stale_rollbacks(host):
-    """Delete rollback scripts whose timer fired or was cancelled (a rollback that ran leaves its script)."""
-    for name in os.listdir(STATE_DIR) if os.path.isdir(STATE_DIR) else []:
-        found = re.match(r"^rollback-([0-9a-f]{12})\.nft$", name)
-        if found and not host.rollback_pending(found.group(1)):
-            os.unlink(os.path.join(STATE_DIR, name))
-
-
-def apply_table(desired_text, host, previous_text, confirm_timeout, token):
-    """Validate, arm the rollback (when confirming), apply in one transaction, record what is live."""
-    os.makedirs(STATE_DIR, mode=0o700, exist_ok=True)
-    clear_stale_rollbacks(host)
-    pending = os.path.join(STATE_DIR, "pending-%s.nft" % token)
-    write_file(pending, apply_script(desired_text), mode=0o600)
-    try:
-        host.validate(pending)
-        rollback = None
-        if confirm_timeout:
-            rollback_path = os.path.join(STATE_DIR, "rollback-%s.nft" % token)
-            write_file(rollback_path, rollback_script(previous_text), mode=0o600)
-            host.check([NFT, "-c", "-f", rollback_path], "validating the rollback rules (nothing was changed)")
-            rollback = {"token": token, "unit": host.arm_rollback(token, rollback_path, confirm_timeout),
-                        "timeout": confirm_timeout}
+    def state(self):
+        text = self.host.read(STATE_FILE)
         try:
-            host.apply(pending)
-        except FirewallError:
-            if rollback:
-                host.disarm(token)
-                os.unlink(rollback_path)
-            raise
-    finally:
-        os.unlink(pending)
-    _live_text, live_normal = host.live_table()
-    state = load_state()
+            return json.loads(text) if text else {}
+        except ValueError:
+            return {}
+
+    def save_state(self, state):
+        self.host.makedirs(STATE_DIR, mode=0o700)
+        self.host.write_private(STATE_FILE, json.dumps(state, sort_keys=True, indent=1) + "\n")
+
+
+def plan(desired_text, nft):
+    """Compare the live own table with the desired one. Reads only."""
+    live_text, live_normal = nft.live_table()
+    state = nft.state()
+    current = (live_normal is not None and state.get("desired_sha256") == sha256(desired_text)
+               and state.get("live") == live_normal)
+    return {"live_text": live_text, "table_changed": not current}
+
+
+def persistence_plan(desired_text, nft):
+    """What persisting `desired_text` would change: {file, include, service} -> bool, plus the config path."""
+    conf_path = nft.config_path()
+    conf = nft.host.read(conf_path)
+    new_conf, include_changed = ensure_include(conf if conf is not None else NEW_CONF, PERSIST_FILE)
+    return {"file": nft.host.read(PERSIST_FILE) != apply_script(desired_text),
+            "include": include_changed or conf is None, "service": not nft.service_enabled(),
+            "config": conf_path, "_new_conf": new_conf, "_conf_created": conf is None}
+
+
+def persistence_summary(persistence):
+    return dict((key, value) for key, value in persistence.items() if not key.startswith("_"))
+
+
+def persist(desired_text, nft, persistence):
+    """Write the persisted table, the include line and enable the service, as planned; remember what Portcullis
+    created so that state=absent removes exactly that."""
+    state = nft.state()
+    if persistence["file"]:
+        if not nft.host.isdir(os.path.dirname(PERSIST_FILE)):
+            state["created_dir"] = os.path.dirname(PERSIST_FILE)
+        nft.host.write(PERSIST_FILE, apply_script(desired_text), default_mode=0o644)
+    if persistence["include"]:
+        if persistence["_conf_created"]:
+            state["created_conf"] = persistence["config"]
+        nft.host.write(persistence["config"], persistence["_new_conf"], default_mode=0o755)
+    if persistence["service"]:
+        nft.host.check([SYSTEMCTL, "enable", NFTABLES_SERVICE], "enabling %s for boot" % NFTABLES_SERVICE,
+                       FirewallError)
+        state["enabled_service"] = True  # so that state=absent disables it again, and only then
+    nft.save_state(state)
+
+
+def undo_commands(nft, change_files):
+    """(live commands, boot commands, files) that undo a firewall change: the previous table back, and the
+    service disabled again when persisting it enabled it."""
+    live = [[NFT, "-f", change_files]]
+    boot = []
+    if not nft.service_enabled():
+        disable = [SYSTEMCTL, "disable", NFTABLES_SERVICE]
+        live.append(disable)
+        boot.append(disable)
+    return live, boot
+
+
+def persisted_paths(nft, persist_rules):
+    """The files a firewall change may write: backed up when it is armed."""
+    paths = [STATE_FILE]
+    if persist_rules:
+        paths += [PERSIST_FILE, nft.config_path()]
+    return paths
+
+
+def record_live(desired_text, nft):
+    _live_text, live_normal = nft.live_table()
+    state = nft.state()
     state.update(desired_sha256=sha256(desired_text), live=live_normal)
-    save_state(state)
-    return rollback
+    nft.save_state(state)
 
 
-def confirm(token, desired_text, host, persist_rules=True):
-    """Over a new connection: cancel the rollback, then persist what is live."""
-    if not TOKEN.match(token or ""):
-        raise FirewallError("confirm: %r is not a rollback token of this module" % (token,))
-    if not host.rollback_pending(token):
-        raise FirewallError("confirmation came too late: the rollback timer %s.timer is no longer armed, so the "
-                            "previous rules were restored" % (ROLLBACK_UNIT % token))
-    host.disarm(token)
-    rollback_path = os.path.join(STATE_DIR, "rollback-%s.nft" % token)
-    if os.path.exists(rollback_path):
-        os.unlink(rollback_path)
-    if not persist_rules:
-        return {}
-    persistence = persistence_plan(desired_text, host)
-    persist(desired_text, host, persistence)
-    return persistence
-
-
-def remove(host, check_mode):
-    """state=absent: delete the own table and its persistence; nothing else."""
-    live_text, _live_normal = host.live_table()
-    persisted = os.path.exists(PERSIST_FILE) or remove_include(read_file(NFTABLES_CONF) or "", PERSIST_FILE)[1]
-    changed = live_text is not None or persisted
+def remove(nft, check_mode):
+    """state=absent: delete the own table and what Portcullis persisted or created; nothing else."""
+    live_text, _live_normal = nft.live_table()
+    state = nft.state()
+    conf_path = state.get("created_conf") or exec_start_config(
+        unit_properties(nft.host, NFTABLES_SERVICE, ["ExecStart"])) or NFTABLES_CONF
+    conf = nft.host.read(conf_path)
+    included = conf is not None and remove_include(conf, PERSIST_FILE)[1]
+    changed = live_text is not None or nft.host.exists(PERSIST_FILE) or included or bool(state)
     if changed and not check_mode:
         if live_text is not None:
-            os.makedirs(STATE_DIR, mode=0o700, exist_ok=True)
-            script = os.path.join(STATE_DIR, "remove.nft")
-            write_file(script, removal_script(), mode=0o600)
-            try:
-                host.apply(script)
-            finally:
-                os.unlink(script)
-        unpersist()
-        if load_state().get("enabled_service"):
-            host.check(["systemctl", "disable", "nftables.service"], "disabling nftables.service (enabled by us)")
-        if os.path.exists(STATE_FILE):
-            os.unlink(STATE_FILE)
+            nft.load(removal_script(), "removing the portcullis table")
+        nft.host.remove(PERSIST_FILE)
+        if included:
+            new_conf = remove_include(conf, PERSIST_FILE)[0]
+            if state.get("created_conf") == conf_path and new_conf.strip() in ("", NEW_CONF.strip()):
+                nft.host.remove(conf_path)  # Portcullis created it, and nothing else is in it
+            else:
+                nft.host.write(conf_path, new_conf)
+        if state.get("created_dir"):
+            nft.host.rmdir(state["created_dir"])  # only when empty: another file there is not ours
+        if state.get("enabled_service"):
+            nft.host.check([SYSTEMCTL, "disable", NFTABLES_SERVICE], "disabling %s (enabled by Portcullis)"
+                           % NFTABLES_SERVICE, FirewallError)
+        nft.host.remove(STATE_FILE)
     return {"changed": changed, "diff": {"before": live_text or "", "after": ""}}
+
+
+def rollback_files(live_text):
+    """{file name: nft script} that puts the own table back as `live_text` (None: no table)."""
+    return {ROLLBACK_FILE: rollback_script(live_text)}

@@ -50,6 +50,19 @@ class Socket:
             self.protocol, self.family, self.address, self.port, self.uid, self.inode)
 
 
+HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+def _is_hex(text):
+    return bool(text) and all(character in HEX_DIGITS for character in text)
+
+
+def _decimal(text, what):
+    if not text.isdigit() or not text.isascii():
+        raise ProcNetFormatError("bad %s %r" % (what, text))
+    return int(text)
+
+
 def decode_address(hex_address, family):
     """Decode the kernel's hex address.
 
@@ -57,10 +70,10 @@ def decode_address(hex_address, family):
     natively restores the network-order bytes, on little- and big-endian hosts alike.
     """
     if family == "ipv4":
-        if len(hex_address) != 8:
+        if len(hex_address) != 8 or not _is_hex(hex_address):
             raise ProcNetFormatError("bad IPv4 address %r" % hex_address)
         return ipaddress.IPv4Address(struct.pack("=I", int(hex_address, 16)))
-    if len(hex_address) != 32:
+    if len(hex_address) != 32 or not _is_hex(hex_address):
         raise ProcNetFormatError("bad IPv6 address %r" % hex_address)
     words = [int(hex_address[i:i + 8], 16) for i in range(0, 32, 8)]
     return ipaddress.IPv6Address(struct.pack("=4I", *words))
@@ -68,7 +81,7 @@ def decode_address(hex_address, family):
 
 def _split_endpoint(endpoint, family):
     address, sep, port = endpoint.partition(":")
-    if not sep:
+    if not sep or len(port) != 4 or not _is_hex(port):
         raise ProcNetFormatError("bad endpoint %r" % endpoint)
     return decode_address(address, family), int(port, 16)
 
@@ -93,9 +106,11 @@ def parse_table(text, protocol, family):
         try:
             address, port = _split_endpoint(fields[1], family)
             remote_address, remote_port = _split_endpoint(fields[2], family)
+            if not _is_hex(fields[3]):
+                raise ProcNetFormatError("bad state %r" % fields[3])
             state = int(fields[3], 16)
-            uid = int(fields[7])
-            inode = int(fields[9])
+            uid = _decimal(fields[7], "uid")
+            inode = _decimal(fields[9], "inode")
         except ValueError as exc:
             raise ProcNetFormatError("line %d: %s: %r" % (number + 1, exc, line))
         if is_listening(protocol, state, remote_address, remote_port, port):
@@ -108,7 +123,7 @@ def parse_if_inet6(text):
     interfaces = {}
     for line in text.splitlines():
         fields = line.split()
-        if len(fields) < 6 or len(fields[0]) != 32:
+        if len(fields) < 6 or len(fields[0]) != 32 or not _is_hex(fields[0]):
             continue
         address = ipaddress.IPv6Address(bytes.fromhex(fields[0]))  # already network order
         interfaces.setdefault(address, []).append(fields[5])
@@ -134,3 +149,9 @@ def is_loopback(address):
 
 def is_wildcard(address):
     return _effective_address(address).is_unspecified
+
+
+def endpoint_text(address, port):
+    """How the collection writes an address and port: 192.0.2.1:22, [2001:db8::1]:22."""
+    address = str(address)
+    return "[%s]:%s" % (address, port) if ":" in address else "%s:%s" % (address, port)

@@ -14,6 +14,8 @@ import os
 # Unit types a process can be tracked in; the deepest such component of the cgroup path wins
 # (a delegated service such as user@0.service/app.slice/foo.service belongs to foo.service).
 UNIT_SUFFIXES = (".service", ".scope", ".socket", ".mount", ".swap")
+# What the kernel appends to /proc/<pid>/exe once the executable file is unlinked (replaced by an upgrade).
+DELETED_SUFFIX = " (deleted)"
 
 
 class ScanResult:
@@ -100,8 +102,37 @@ def unit_from_cgroup(text):
     return None
 
 
+def uid_from_status(text):
+    """The real uid from the text of /proc/<pid>/status ("Uid:" real, effective, saved, filesystem), or None."""
+    for line in text.split("\n"):
+        if line.startswith("Uid:"):
+            fields = line.split()
+            try:
+                return int(fields[1])
+            except (IndexError, ValueError):
+                return None
+    return None
+
+
+def executable(proc_root, pid):
+    """(path of the program a process runs, whether that file was deleted or replaced since), from
+    /proc/<pid>/exe; (None, False) when the link cannot be read: another user's process without privileges,
+    or a kernel thread. The kernel resolves the path, so it names no symlink."""
+    try:
+        target = os.readlink(os.path.join(proc_root, str(pid), "exe"))
+    except OSError:
+        return None, False
+    if target.endswith(DELETED_SUFFIX):
+        return target[:-len(DELETED_SUFFIX)], True
+    return target, False
+
+
 def describe_process(proc_root, pid):
-    """Name, command line and unit of one process; None when it exited meanwhile."""
+    """Name, command line, unit, real uid and executable of one process; None when it exited meanwhile.
+
+    uid and exe are None when they cannot be read; exe_deleted says the executable file was removed or
+    replaced (an upgrade) after the process started.
+    """
     base = os.path.join(proc_root, str(pid))
     try:
         name = _read_text(os.path.join(base, "comm")).rstrip("\n")
@@ -112,5 +143,11 @@ def describe_process(proc_root, pid):
         unit = unit_from_cgroup(_read_text(os.path.join(base, "cgroup")))
     except OSError:
         unit = None
+    try:
+        uid = uid_from_status(_read_text(os.path.join(base, "status")))
+    except OSError:
+        uid = None
+    exe, exe_deleted = executable(proc_root, pid)
     cmdline = " ".join(part for part in raw_cmdline.split("\0") if part)
-    return {"pid": pid, "name": name, "cmdline": cmdline, "unit": unit}
+    return {"pid": pid, "name": name, "cmdline": cmdline, "unit": unit, "uid": uid, "exe": exe,
+            "exe_deleted": exe_deleted}

@@ -16,23 +16,14 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.portcullis.hardening.plugins.module_utils._firewall import (
-    CommandHost,
-    FirewallError,
-    Host as FirewallHost,
-    STATE_FILE as FIREWALL_STATE,
-    apply_table,
-    read_file,
-)
-from ansible_collections.portcullis.hardening.plugins.module_utils._listeners import discover
-from ansible_collections.portcullis.hardening.plugins.module_utils._nftables import (
-    move_tcp_port,
-    tcp_rules_opening,
-)
-from ansible_collections.portcullis.hardening.plugins.module_utils._ssh_port import (
-    SshPortError,
+from ansible_collections.portcullis.hardening.plugins.module_utils._host import PortcullisError
+from ansible_collections.portcullis.hardening.plugins.module_utils._move import (
+    Move,
+    MoveError,
     listening_of,
+    plan_firewall,
     port_holders_of,
+    tcp_listeners,
     wait_until_listening,
 )
 from ansible_collections.portcullis.hardening.plugins.module_utils._sshd import (
@@ -41,23 +32,20 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._sshd import 
     socket_listens,
     stream_port,
 )
+from ansible_collections.portcullis.hardening.plugins.module_utils._systemd import restart_sequence
 from ansible_collections.portcullis.hardening.plugins.module_utils._transaction import (
-    Transaction,
-    TransactionError,
-    clear_stale,
-    commit_with_firewall,
+    ChangePending,
     file_diff,
-    refuse_if_pending,
+    new_token,
     write_edits,
 )
 
 KIND = "service-port"
 OWNER = "portcullis.hardening.service_port"
-STEPS = ("plan", "apply", "commit", "rollback")
 
 
-class ServicePortError(Exception):
-    """A step that failed; the message names the step and what the host looks like now."""
+class ServicePortError(MoveError):
+    """A step of moving a service that failed; the message names the step and what the host looks like now."""
 
 
 def edit_config(text, regexp, line, path):
@@ -82,19 +70,22 @@ def socket_drop_in_path(socket_unit):
     return "/etc/systemd/system/%s.d/portcullis-service-port.conf" % socket_unit
 
 
-class ServiceHost(CommandHost):
-    """The service's listeners, its socket unit and the firewall table as this module sees them."""
+class ServiceHost:
+    """The service's listeners, its socket unit and the firewall table as this module sees them, through a Host."""
 
-    error = ServicePortError
-
-    def __init__(self, run, read=read_file, proc_root="/proc"):
-        super().__init__(run)
-        self.read = read
+    def __init__(self, host, proc_root="/proc", check_mode=False):
+        self.host = host
+        self.run = host.run
+        self.read = host.read
         self.proc_root = proc_root
-        self.firewall = FirewallHost(run)
+        self.check_mode = check_mode
+        self.move = Move(host, KIND)
+
+    def check(self, argv, step):
+        return self.host.check(argv, step, ServicePortError)
 
     def listeners(self):
-        return discover(proc_root=self.proc_root, protocols=["tcp"]).listeners
+        return tcp_listeners(self.proc_root)
 
     @staticmethod
     def owned_by(units):
@@ -117,7 +108,13 @@ def plan(host, params):
     """What moving the service would change; reads only."""
     service, socket_unit, port = params["service"], params["socket_unit"], params["port"]
     units = [service] + ([socket_unit] if socket_unit else [])
-    refuse_if_pending(KIND, host.run)
+    warnings = []
+    try:
+        warnings.extend(host.move.engine.refuse_if_pending("plan", check_mode=True))
+    except ChangePending as exc:
+        if not host.check_mode:
+            raise
+        warnings.append("a real run would refuse now: %s" % exc)
     scanned = host.listeners()
     listening = listening_of(scanned, host.owned_by(units))
     ports = sorted(set(item for _address, item in listening))
@@ -150,88 +147,81 @@ def plan(host, params):
             drop_in = socket_drop_in_path(socket_unit)
             if host.read(drop_in) != text:
                 edits[drop_in] = text
-    firewall = {"managed": False, "before": None, "final": None}
-    if params["manage_firewall"] is not False and old is not None and old != port:
-        live_text, _normal = host.firewall.live_table()
-        if live_text is not None:
-            # Only rules that open the old port move; when none does, the new port stays closed too.
-            final, moved_rules = (move_tcp_port(live_text, [old], port, keep_old=False)
-                                  if tcp_rules_opening(live_text, old) else (live_text, 0))
-            firewall.update(managed=True, before=live_text, rules_moved=moved_rules)
-            if moved_rules and final != live_text:
-                firewall["final"] = final
-        elif params["manage_firewall"]:
+    firewall = {"managed": False, "before": None, "final": None, "moved": 0}
+    if old is not None and old != port:
+        firewall = plan_firewall(host.move.nft, [old], port, params["manage_firewall"], warnings)
+        if params["manage_firewall"] and not firewall["managed"]:
             raise ServicePortError("manage_firewall: true, but the host has no Portcullis firewall table")
     changed = bool(edits) or bool(firewall["final"]) or ports != [port]
     diff = [file_diff(path, host.read(path), text) for path, text in sorted(edits.items())]
     if firewall["final"]:
         diff.append(file_diff("nft list table inet portcullis", firewall["before"], firewall["final"]))
     return {"changed": changed, "port": port, "previous_port": old, "listening_before": [a for a, _p in listening],
-            "firewall": {"managed": firewall["managed"], "rules_moved": firewall.get("rules_moved", 0)},
-            "diff": diff, "_plan": {"edits": edits, "firewall": firewall, "units": units}}
+            "firewall": {"managed": firewall["managed"], "rules_moved": firewall["moved"]},
+            "warnings": warnings, "diff": diff, "_plan": {"edits": edits, "firewall": firewall, "units": units}}
 
 
 def restart_commands(params):
-    service, socket_unit = params["service"], params["socket_unit"]
-    if socket_unit:
-        return [["systemctl", "daemon-reload"], ["systemctl", "stop", socket_unit], ["systemctl", "stop", service],
-                ["systemctl", "start", socket_unit], ["systemctl", "start", service]]
-    verb = "reload" if params["restart"] == "reloaded" else "restart"
-    return [["systemctl", "daemon-reload"], ["systemctl", verb, service]]
+    if params["socket_unit"]:
+        return restart_sequence(params["service"], params["socket_unit"])
+    return restart_sequence(params["service"], verb="reload" if params["restart"] == "reloaded" else "restart")
 
 
-def apply(host, params, token):
-    result = plan(host, params)
-    steps = result.pop("_plan")
-    if not result["changed"]:
+def apply(host, params):
+    """Arm the rollback, write the configuration, move the firewall rule, restart, wait for the new port."""
+    with host.move.locked("apply"):
+        host.move.engine.refuse_if_pending("apply")
+        result = plan(host, params)
+        steps = result.pop("_plan")
+        if not result["changed"]:
+            return result
+        token = new_token()
+        firewall = steps["firewall"]
+        undo = restart_sequence(params["service"], params["socket_unit"]) if params["socket_unit"] else \
+            restart_sequence(params["service"])  # restart, not reload, on the way back: it may have died
+        host.move.arm(token, "%s to port %d" % (params["service"], params["port"]), sorted(steps["edits"]),
+                      params["confirm_timeout"], firewall, undo, [["systemctl", "daemon-reload"]],
+                      data={"units": steps["units"], "previous_port": result["previous_port"]})
+        step = "apply: writing %s" % ", ".join(sorted(steps["edits"]))
+        try:
+            write_edits(host.host, steps["edits"])
+            if params["validate"]:
+                step = "apply: validating the new configuration"
+                host.check(params["validate"], step)
+            step = "apply: opening port %d in the Portcullis firewall" % params["port"]
+            if firewall["final"]:
+                host.move.set_firewall(firewall["final"])
+            step = "apply: restarting %s" % params["service"]
+            for command in restart_commands(params):
+                host.check(command, step)
+            step = "apply: waiting for %s to listen on port %d" % (params["service"], params["port"])
+            gone = [result["previous_port"]] if result["previous_port"] not in (None, params["port"]) else []
+            result["listening_after"] = wait_until_listening(lambda: host.listening(steps["units"]),
+                                                             params["service"], [params["port"]], gone, step)
+        except (PortcullisError, OSError) as exc:
+            raise host.move.failed(token, step, exc)
+        result["token"] = token
         return result
-    clear_stale(KIND, host.run)
-    transaction = Transaction(KIND, token, host.run)
-    firewall = steps["firewall"]
-    paths = sorted(steps["edits"]) + ([FIREWALL_STATE] if firewall["final"] else [])
-    commands, files = [], {}
-    if firewall["final"]:
-        files, restore = transaction.firewall_restore(firewall["before"])
-        commands.append(restore)
-    undo_restart = restart_commands(params)
-    if undo_restart[-1][1] == "reload":
-        undo_restart[-1] = ["systemctl", "restart", params["service"]]
-    commands.extend(undo_restart)
-    transaction.begin(paths, commands, params["confirm_timeout"], files=files, data={
-        "firewall_final": firewall["final"], "units": steps["units"], "previous_port": result["previous_port"]})
-    step = "apply: writing %s" % ", ".join(sorted(steps["edits"]))
-    try:
-        write_edits(steps["edits"])
-        if params["validate"]:
-            step = "apply: validating the new configuration"
-            host.check(params["validate"], step)
-        step = "apply: opening port %d in the Portcullis firewall" % params["port"]
-        if firewall["final"]:
-            apply_table(firewall["final"], host.firewall, firewall["before"], 0, token)
-        step = "apply: restarting %s" % params["service"]
-        for command in restart_commands(params):
-            host.check(command, step)
-        step = "apply: waiting for %s to listen on port %d" % (params["service"], params["port"])
-        gone = [result["previous_port"]] if result["previous_port"] not in (None, params["port"]) else []
-        result["listening_after"] = wait_until_listening(lambda: host.listening(steps["units"]), params["service"],
-                                                         [params["port"]], gone, step)
-    except (ServicePortError, SshPortError, FirewallError, TransactionError, OSError) as exc:
-        raise ServicePortError(transaction.failed(step, exc))
-    result["token"] = token
-    return result
 
 
 def commit(host, token):
-    return commit_with_firewall(Transaction(KIND, token, host.run), host.firewall)
+    return host.move.commit(token)
 
 
 def rollback(host, token):
-    transaction = Transaction(KIND, token, host.run)
-    data = transaction.manifest()["data"]
-    if not transaction.rolled_back():
-        transaction.rollback_now()
+    with host.move.locked("rollback"):
+        change = host.move.engine.armed()
+        data = change.data if change is not None and change.token == token else None
+        if data is None:
+            done = host.move.engine.finished(token)
+            data = done.data if done else None
+        if data is None:
+            raise ServicePortError("rollback: change %s is unknown on this host" % token)
+        outcome = host.move.engine.rollback_now(token, KIND, "rollback")
+        done = host.move.engine.finished(token)
+    if done is not None and done.claimed_by == "commit":  # an earlier answer was lost: the move stands
+        return {"changed": False, "rolled_back": False, "committed": True, "outcome": outcome}
     wanted = [data["previous_port"]] if data["previous_port"] else []
     listening = wait_until_listening(lambda: host.listening(data["units"]), "the service", wanted, [],
                                      "rollback: waiting for the service on its previous port")
-    transaction.forget()
-    return {"changed": True, "rolled_back": True, "listening_after": listening}
+    return {"changed": True, "rolled_back": True, "outcome": outcome, "listening_after": listening}

@@ -5,7 +5,8 @@
 """Host side of moving sshd to another port: plan, transition (old and new port), finalize, commit, rollback.
 
 The controller (the ssh_port action plugin) drives the steps; between them it opens new SSH connections to
-prove the new port works. Every step that changes the host runs inside a Transaction whose timer restores
+prove the new port works. Every step that changes the host runs under one armed change of the change engine
+(module_utils/_transaction.py, through module_utils/_move.py), whose timer - or, after a reboot, whose boot unit - restores
 the previous sshd configuration, ssh.socket drop-in, SELinux label and firewall table if the controller does
 not confirm in time.
 
@@ -20,24 +21,19 @@ import json
 import os
 import time
 
-from ansible_collections.portcullis.hardening.plugins.module_utils._firewall import (
-    CommandHost,
-    FirewallError,
-    Host as FirewallHost,
-    STATE_FILE as FIREWALL_STATE,
-    apply_table,
-    read_file,
-    write_file,
-)
-from ansible_collections.portcullis.hardening.plugins.module_utils._listeners import discover
-from ansible_collections.portcullis.hardening.plugins.module_utils._nftables import (
-    move_tcp_port,
-    tcp_rules_opening,
+from ansible_collections.portcullis.hardening.plugins.module_utils._host import PortcullisError
+from ansible_collections.portcullis.hardening.plugins.module_utils._move import (
+    Move,
+    MoveError,
+    listening_of,
+    plan_firewall,
+    port_holders_of,
+    tcp_listeners,
+    wait_until_listening,
 )
 from ansible_collections.portcullis.hardening.plugins.module_utils._sshd import (
     SOCKET_DROP_IN,
     SSHD_CONFIG,
-    SshdConfigError,
     apply_edits,
     has_own_record,
     parse_listen_property,
@@ -50,15 +46,18 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._sshd import 
     selinux_mode,
     socket_drop_in,
     socket_listens,
+    sshd_listener,
     stream_port,
 )
+from ansible_collections.portcullis.hardening.plugins.module_utils._systemd import (
+    DAEMON_RELOAD,
+    restart_sequence,
+    unit_properties,
+)
 from ansible_collections.portcullis.hardening.plugins.module_utils._transaction import (
-    Transaction,
-    TransactionError,
-    clear_stale,
-    commit_with_firewall,
+    ChangePending,
     file_diff,
-    refuse_if_pending,
+    new_token,
     write_edits,
 )
 
@@ -68,76 +67,56 @@ SOCKET_UNIT = "ssh.socket"
 SERVICE_UNITS = ("ssh.service", "sshd.service")
 SELINUX_ENFORCE = "/sys/fs/selinux/enforce"
 EPHEMERAL_RANGE = "/proc/sys/net/ipv4/ip_local_port_range"
-# How long sshd may take to listen as expected after a reload or restart.
-LISTEN_WAIT_SECONDS = 15
-LISTEN_POLL_SECONDS = 0.25
-STEPS = ("plan", "transition", "finalize", "commit", "rollback")
+PRIVSEP_DIR = "/run/sshd"
 
 
-class SshPortError(Exception):
-    """A step that failed; the message names the step and what the host looks like now."""
+class SshPortError(MoveError):
+    """A step of moving sshd that failed; the message names the step and what the host looks like now."""
 
 
-def expand_sorted(pattern):
-    return sorted(glob.glob(pattern))
+class SshHost:
+    """sshd, ssh.socket, SELinux and the firewall table as this module sees them, through one Host."""
 
-
-def address_text(listener):
-    address = listener["address"]
-    return "[%s]:%d" % (address, listener["port"]) if ":" in address else "%s:%d" % (address, listener["port"])
-
-
-def listening_of(listeners, owns):
-    """[(address text, port)] of the listeners that `owns(listener)` says are the service's."""
-    return sorted((address_text(listener), listener["port"]) for listener in listeners if owns(listener))
-
-
-def port_holders_of(listeners, port, owns):
-    """Processes of listeners on `port` that `owns(listener)` does not claim: ["name[pid] on address"]."""
-    held = []
-    for listener in listeners:
-        if listener["port"] != port or owns(listener):
-            continue
-        owners = ", ".join("%s[%d]" % (process["name"], process["pid"]) for process in listener["processes"])
-        held.append("%s on %s" % (owners or "a process Portcullis cannot see", address_text(listener)))
-    return held
-
-
-class SshHost(CommandHost):
-    """sshd, ssh.socket, SELinux and the firewall table as this module sees them, through one runner."""
-
-    error = SshPortError
-
-    def __init__(self, run, read=read_file, expand=expand_sorted, proc_root="/proc", sleep=time.sleep):
-        super().__init__(run)
-        self.read = read
-        self.expand = expand
+    def __init__(self, host, expand=None, proc_root="/proc", sleep=time.sleep, check_mode=False):
+        self.host = host
+        self.run = host.run
+        self.read = host.read
+        self.expand = expand or self._expand
         self.proc_root = proc_root
         self.sleep = sleep
-        self.firewall = FirewallHost(run)
+        self.check_mode = check_mode
+        self.move = Move(host, KIND)
+
+    def check(self, argv, step):
+        return self.host.check(argv, step, SshPortError)
+
+    def _expand(self, pattern):
+        """A glob on the host: host paths (without the test root) back, sorted."""
+        found = glob.glob(self.host.path(pattern))
+        if self.host.root not in ("/", ""):
+            found = ["/" + os.path.relpath(path, self.host.root) for path in found]
+        return sorted(found)
 
     def layout(self):
         return read_layout(SSHD_CONFIG, self.read, self.expand)
 
     def test_config(self, step):
-        """`sshd -t` on the configuration as written; /run/sshd is created first (a socket-activated sshd
-        that has not run yet has none, and sshd -t refuses to run without it)."""
-        if not os.path.isdir("/run/sshd"):
-            os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+        """`sshd -t` on the configuration as written. sshd refuses to run without /run/sshd, which a socket-activated
+        sshd that has not run yet lacks: a changing step creates it; check mode creates nothing, so it skips the test
+        and says so (None) - the transition step validates before any reload."""
+        if not self.host.isdir(PRIVSEP_DIR):
+            if self.check_mode:
+                return "sshd -t was not run in check mode: %s does not exist yet (sshd has not run since boot); a " \
+                    "real run creates it and validates before any reload" % PRIVSEP_DIR
+            self.host.makedirs(PRIVSEP_DIR, mode=0o755)
         rc, out, err = self.run([SSHD, "-t", "-f", SSHD_CONFIG])
         if rc != 0:
             raise SshPortError("%s: sshd -t rejects the configuration (rc=%d): %s"
                                % (step, rc, (err or out).replace("\r", "").strip()))
+        return None
 
     def unit_property(self, unit, names):
-        argv = ["systemctl", "show", unit] + ["--property=%s" % name for name in names]
-        rc, out, _err = self.run(argv)
-        values = {}
-        if rc == 0:
-            for line in out.splitlines():
-                key, _sep, value = line.partition("=")
-                values.setdefault(key, []).append(value)
-        return values
+        return unit_properties(self.host, unit, names)
 
     def socket(self):
         """{active, accept, listens} of ssh.socket; active False when it is not in use."""
@@ -155,15 +134,11 @@ class SshHost(CommandHost):
         raise SshPortError("plan: neither ssh.service nor sshd.service is loaded: is sshd run by systemd?")
 
     def listeners(self):
-        return discover(proc_root=self.proc_root, protocols=["tcp"]).listeners
+        return tcp_listeners(self.proc_root)
 
     @staticmethod
     def is_sshd(listener, socket_ports=()):
-        names = set(process["name"] for process in listener["processes"])
-        if "sshd" in names:
-            return True
-        # Under socket activation systemd holds the socket until the first connection starts sshd.
-        return names == {"systemd"} and listener["port"] in socket_ports
+        return sshd_listener(listener, socket_ports)
 
     def sshd_listening(self, socket_ports=(), listeners=None):
         """Where sshd listens: from `listeners` (one scan of /proc) when given, else from a new scan."""
@@ -198,53 +173,34 @@ class SshHost(CommandHost):
         return info
 
 
-def wait_until_listening(get_listening, what, wanted_ports, gone_ports, step, wanted_addresses=(), sleep=time.sleep):
-    """Poll get_listening() -> [(address text, port)] until `what` listens on every wanted port and address and on
-    no gone port; return the addresses. A daemon binds one address after the other after a reload or a restart,
-    so a first look may be partial; raises SshPortError naming the step after LISTEN_WAIT_SECONDS."""
-    deadline = time.monotonic() + LISTEN_WAIT_SECONDS
-    while True:
-        listening = get_listening()
-        ports = set(port for _address, port in listening)
-        addresses = [address for address, _port in listening]
-        missing = sorted(set(wanted_addresses) - set(addresses))
-        if set(wanted_ports) <= ports and not ports & set(gone_ports) and not missing:
-            return addresses
-        if time.monotonic() > deadline:
-            raise SshPortError("%s: after %d s %s listens on %s, not on port(s) %s%s%s" % (
-                step, LISTEN_WAIT_SECONDS, what, ", ".join(addresses) or "nothing",
-                ", ".join(str(port) for port in sorted(wanted_ports)),
-                " without %s" % ", ".join(str(port) for port in sorted(gone_ports)) if gone_ports else "",
-                " (it no longer listens on %s, as it did before)" % ", ".join(missing) if missing else ""))
-        sleep(LISTEN_POLL_SECONDS)
-
-
 def restart_commands(socket, service):
     """How to make sshd take a new configuration: argument lists, run in order."""
     if socket["active"]:
-        if socket["accept"]:  # one sshd per connection: only the socket listens
-            return [["systemctl", "daemon-reload"], ["systemctl", "restart", SOCKET_UNIT]]
-        # systemd refuses to restart the socket while ssh.service runs: stop both, start both. The service's
-        # KillMode=process keeps open sessions (this one included) alive.
-        return [["systemctl", "daemon-reload"], ["systemctl", "stop", SOCKET_UNIT], ["systemctl", "stop", service],
-                ["systemctl", "start", SOCKET_UNIT], ["systemctl", "start", service]]
-    return [["systemctl", "reload", service]]
+        return restart_sequence(service, SOCKET_UNIT, socket["accept"])
+    return [[DAEMON_RELOAD[0], "reload", service]]
 
 
 def rollback_restart_commands(socket, service):
     """Restart rather than reload on the way back: sshd may have died on the way forward."""
     if socket["active"]:
         return restart_commands(socket, service)
-    return [["systemctl", "daemon-reload"], ["systemctl", "restart", service]]
+    return restart_sequence(service)
 
 
 def plan(host, params):
     """Read everything, change nothing: what moving sshd to params["port"] would do (the `plan` step)."""
     port = params["port"]
     warnings = []
-    refuse_if_pending(KIND, host.run)
+    try:
+        warnings.extend(host.move.engine.refuse_if_pending("plan", check_mode=True))
+    except ChangePending as exc:
+        if not host.check_mode:
+            raise
+        warnings.append("a real run would refuse now: %s" % exc)
     layout = host.layout()
-    host.test_config("plan (on the configuration as it is, before any change)")
+    skipped = host.test_config("plan (on the configuration as it is, before any change)")
+    if skipped:
+        warnings.append(skipped)
     socket = host.socket()
     service = host.service()
     socket_ports = sorted(set(stream_port(address) for address, kind in socket["listens"] if kind == "Stream")
@@ -288,7 +244,7 @@ def plan(host, params):
         if socket_final == current:
             socket_final = socket_transition = None
 
-    firewall = plan_firewall(host, params, moved, port, warnings)
+    firewall = plan_firewall(host.move.nft, moved, port, params.get("manage_firewall"), warnings)
     selinux = host.selinux(port, params["selinux"])
     needs_restart = bool(final_edits or socket_final) or listening_ports != [port]
     changed = needs_restart or bool(firewall["final"]) or bool(selinux["apply"])
@@ -320,48 +276,12 @@ def plan(host, params):
     }
 
 
-def plan_firewall(host, params, moved, port, warnings):
-    """The Portcullis table with the new port opened (transition) and the old one closed (final)."""
-    info = {"managed": False, "before": None, "transition": None, "final": None, "moved": 0}
-    wanted = params.get("manage_firewall")
-    if wanted is False:
-        return info
-    try:
-        live_text, _normal = host.firewall.live_table()
-    except FirewallError as exc:
-        if wanted:
-            raise SshPortError("plan: manage_firewall=true, but %s" % exc)
-        return info
-    if live_text is None:
-        if wanted:
-            warnings.append("manage_firewall=true, but the host has no Portcullis firewall table "
-                            "(portcullis.hardening.firewall): there is no firewall rule to move")
-        return info
-    info.update(managed=True, before=live_text)
-    if not moved and tcp_rules_opening(live_text, port):
-        return info
-    try:
-        transition, info["moved"] = move_tcp_port(live_text, moved or [port], port, keep_old=True)
-        final, _moved = move_tcp_port(live_text, moved or [port], port, keep_old=False)
-    except ValueError as exc:
-        raise SshPortError("plan: cannot open port %d in the Portcullis firewall: %s" % (port, exc))
-    if final != live_text:
-        info.update(transition=transition, final=final)
-    for old in moved:
-        for rule in tcp_rules_opening(final, old):
-            warnings.append("the firewall still opens the old port %d/tcp after the move, through a rule this "
-                            "module does not edit (%s); update the allowlist and run the firewall" % (old, rule))
-    return info
-
-
 def _touched_paths(steps):
     paths = set()
     for edits in (steps["final_edits"], steps["transition_edits"]):
         paths.update(edits)
     if steps["socket_final"]:
         paths.add(SOCKET_DROP_IN)
-    if steps["firewall"]["final"]:
-        paths.add(FIREWALL_STATE)
     return sorted(paths)
 
 
@@ -372,88 +292,83 @@ PHASES = {
 }
 
 
-def _reconfigure(host, transaction, phase, edits, socket_text, firewall_text, firewall_before, restart, wait,
-                 first=()):
-    """One phase of the move, step by step: run `first` (SELinux labelling), write the sshd configuration and
-    validate it, write the ssh.socket drop-in, set the firewall table, reload sshd, and return wait(step).
+def _reconfigure(host, token, phase, edits, socket_text, firewall_text, restart, wait, first_commands=()):
+    """One phase of the move, step by step: run `first_commands` (SELinux labelling), write the sshd configuration
+    and validate it, write the ssh.socket drop-in, set the firewall table, reload sshd, and return wait(step).
 
-    When a step fails the host rolls back at once, and SshPortError names the step.
+    When a step fails the host rolls back at once, and SshPortError names the step and the outcome.
     """
     ports, firewall_action, listening = PHASES[phase]
     step = "%s: labelling the port for SELinux" % phase
     try:
-        for command in first:
+        for command in first_commands:
             host.check(command, step)
         step = "%s: writing the sshd configuration (%s)" % (phase, ports)
-        write_edits(edits)
+        write_edits(host.host, edits)
         host.test_config(step)
         if socket_text:
             step = "%s: writing the ssh.socket drop-in (%s)" % (phase, ports)
-            write_file(SOCKET_DROP_IN, socket_text)
+            host.host.write(SOCKET_DROP_IN, socket_text)
         step = "%s: %s in the Portcullis firewall" % (phase, firewall_action)
         if firewall_text is not None:
-            apply_table(firewall_text, host.firewall, firewall_before, 0, transaction.token)
+            host.move.set_firewall(firewall_text)
         step = "%s: reloading sshd" % phase
         for command in restart:
             host.check(command, step)
         step = "%s: waiting for sshd to listen on %s" % (phase, listening)
         return wait(step)
-    except (SshPortError, FirewallError, TransactionError, OSError, SshdConfigError) as exc:
-        raise SshPortError(transaction.failed(step, exc))
+    except (PortcullisError, OSError) as exc:
+        raise host.move.failed(token, step, exc)
 
 
-def transition(host, params, token):
+def transition(host, params):
     """Listen on the old and the new port, with the host's own rollback armed (the `transition` step)."""
-    result = plan(host, params)
-    steps = result.pop("_plan")
-    if not result["changed"]:
+    with host.move.locked("transition"):
+        host.move.engine.refuse_if_pending("transition")
+        result = plan(host, params)
+        steps = result.pop("_plan")
+        if not result["changed"]:
+            return result
+        token = new_token()
+        firewall = steps["firewall"]
+        undo = [DAEMON_RELOAD] + steps["selinux"]["undo"] + rollback_restart_commands(steps["socket"],
+                                                                                      steps["service"])
+        # At boot the files are back before sshd starts: only systemd's view of the drop-in and SELinux remain.
+        boot = [DAEMON_RELOAD] + steps["selinux"]["undo"]
+        host.move.arm(token, "sshd to port %d" % params["port"], _touched_paths(steps), params["confirm_timeout"],
+                      firewall, undo, boot, data={
+                          "final_edits": steps["final_edits"], "socket_final": steps["socket_final"],
+                          "socket": steps["socket"], "service": steps["service"],
+                          "socket_ports": steps["socket_ports"], "moved": result["moved_ports"],
+                          "port": params["port"], "listening_before": result["listening_before"],
+                          "listen_addresses": None if params.get("listen_addresses") is None
+                          else list(params["listen_addresses"])})
+        socket_ports = sorted(set(steps["socket_ports"]) | {params["port"]}) if steps["socket"]["active"] else ()
+        kept = expected_addresses(result["listening_before"], result["moved_ports"], params["port"],
+                                  params.get("listen_addresses"))
+        result["listening_transition"] = _reconfigure(
+            host, token, "transition", steps["transition_edits"], steps["socket_transition"],
+            firewall["transition"], restart_commands(steps["socket"], steps["service"]),
+            lambda step: host.wait_listening([params["port"]], [], step, socket_ports, kept),
+            first_commands=steps["selinux"]["apply"])
+        result["token"] = token
         return result
-    clear_stale(KIND, host.run)
-    transaction = Transaction(KIND, token, host.run)
-    firewall = steps["firewall"]
-    commands = [["systemctl", "daemon-reload"]]
-    commands.extend(steps["selinux"]["undo"])
-    files = {}
-    if firewall["final"]:
-        files, restore = transaction.firewall_restore(firewall["before"])
-        commands.append(restore)
-    commands.extend(rollback_restart_commands(steps["socket"], steps["service"]))
-    transaction.begin(_touched_paths(steps), commands, params["confirm_timeout"], files=files, data={
-        "final_edits": steps["final_edits"], "socket_final": steps["socket_final"],
-        "firewall_final": firewall["final"], "firewall_before": firewall["before"],
-        "socket": steps["socket"], "service": steps["service"], "socket_ports": steps["socket_ports"],
-        "moved": result["moved_ports"], "port": params["port"], "listening_before": result["listening_before"],
-        "listen_addresses": None if params.get("listen_addresses") is None else list(params["listen_addresses"]),
-    })
-    socket_ports = sorted(set(steps["socket_ports"]) | {params["port"]}) if steps["socket"]["active"] else ()
-    kept = expected_addresses(result["listening_before"], result["moved_ports"], params["port"],
-                              params.get("listen_addresses"))
-    result["listening_transition"] = _reconfigure(
-        host, transaction, "transition", steps["transition_edits"], steps["socket_transition"],
-        firewall["transition"], firewall["before"], restart_commands(steps["socket"], steps["service"]),
-        lambda step: host.wait_listening([params["port"]], [], step, socket_ports, kept),
-        first=steps["selinux"]["apply"])
-    result["token"] = token
-    return result
 
 
-def finalize(host, params, token):
+def finalize(host, token):
     """Listen on the new port only, and close the old one in the firewall (the `finalize` step).
 
     Runs over a connection to the new port; the rollback stays armed until commit.
     """
-    transaction = Transaction(KIND, token, host.run)
-    data = transaction.manifest()["data"]
-    if not transaction.pending():
-        raise SshPortError(transaction.failed("finalize: writing the sshd configuration (new port only)", SshPortError(
-            "the rollback timer %s.timer already fired" % transaction.unit)))
-    socket_ports = [data["port"]] if data["socket"]["active"] else ()
-    wanted = expected_addresses(data["listening_before"], data["moved"], data["port"], data["listen_addresses"])
-    after = _reconfigure(
-        host, transaction, "finalize", data["final_edits"], data["socket_final"], data["firewall_final"],
-        data["firewall_before"], restart_commands(data["socket"], data["service"]),
-        lambda step: host.wait_listening([data["port"]], data["moved"], step, socket_ports, wanted))
-    return {"changed": True, "listening_after": after}
+    with host.move.locked("finalize"):
+        data = host.move.require(token, "finalize").data
+        socket_ports = [data["port"]] if data["socket"]["active"] else ()
+        wanted = expected_addresses(data["listening_before"], data["moved"], data["port"], data["listen_addresses"])
+        after = _reconfigure(
+            host, token, "finalize", data["final_edits"], data["socket_final"], data.get("firewall_final"),
+            restart_commands(data["socket"], data["service"]),
+            lambda step: host.wait_listening([data["port"]], data["moved"], step, socket_ports, wanted))
+        return {"changed": True, "listening_after": after}
 
 
 def expected_addresses(before, moved, port, listen_addresses):
@@ -470,21 +385,28 @@ def expected_addresses(before, moved, port, listen_addresses):
 
 
 def commit(host, token):
-    """Cancel the rollback, persist the firewall table if it is persisted, forget the backups."""
-    return commit_with_firewall(Transaction(KIND, token, host.run), host.firewall)
+    """Persist the moved firewall rules while still armed, then commit: the move is permanent."""
+    return host.move.commit(token)
 
 
 def rollback(host, token):
-    transaction = Transaction(KIND, token, host.run)
-    data = transaction.manifest()["data"]
-    already = transaction.rolled_back()
-    if not already:
-        transaction.rollback_now()
+    """Undo the move now (the controller could not prove the new port), and wait for sshd on the old port."""
+    with host.move.locked("rollback"):
+        change = host.move.engine.armed()
+        data = change.data if change is not None and change.token == token else None
+        if data is None:
+            done = host.move.engine.finished(token)
+            data = done.data if done else None
+        if data is None:
+            raise SshPortError("rollback: change %s is unknown on this host" % token)
+        outcome = host.move.engine.rollback_now(token, KIND, "rollback")
+        done = host.move.engine.finished(token)
+    if done is not None and done.claimed_by == "commit":  # an earlier answer was lost: the move stands
+        return {"changed": False, "rolled_back": False, "committed": True, "outcome": outcome}
     socket_ports = data["socket_ports"] if data["socket"]["active"] else ()
     listening = host.wait_listening(data["moved"] or [data["port"]], [], "rollback: waiting for sshd on the old "
                                     "port", socket_ports)
-    transaction.forget()
-    return {"changed": True, "rolled_back": True, "by_timer": already, "listening_after": listening}
+    return {"changed": True, "rolled_back": True, "outcome": outcome, "listening_after": listening}
 
 
 def result_json(result):

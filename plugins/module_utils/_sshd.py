@@ -16,6 +16,13 @@ first Match), and every other global `Port` line is commented out, so that no ol
 no duplicate. `ListenAddress` lines are kept, unless they pin a port that is moved (then they are rewritten
 without it) or listen_addresses replaces them.
 
+Lines are what sshd takes them to be: text between "\n" characters (a "\r" before one, a form feed or a U+2028
+inside a line are part of that line). The edits rewrite only the lines they change, each with its own line
+ending; every other byte of a file stays as it was, a missing final newline included.
+
+is_sshd_process() and sshd_listener() tell sshd's listening sockets from those of a program that only calls
+itself sshd.
+
 Private to the collection: pure functions, no AnsibleModule, no host.
 """
 
@@ -38,7 +45,11 @@ DISABLED = "# disabled by %s (the port is set in %%s): " % OWNER
 # sshd stops following Include at this depth ("Too many recursive configuration includes").
 MAX_INCLUDE_DEPTH = 16
 
-_DIRECTIVE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9]*)(?:\s*=\s*|\s+)(.*?)\s*$")
+# The blanks sshd strips: leading ones as it reads a file, trailing ones (and a form feed) as it parses a line;
+# between keyword and arguments it takes these, or one "=" (servconf.c, misc.c strdelim()).
+_LEADING_BLANKS = " \t\r"
+_TRAILING_BLANKS = " \t\r\n\f"
+_DIRECTIVE = re.compile(r"^([A-Za-z][A-Za-z0-9]*)(?:[ \t\r]*=[ \t\r]*|[ \t\r]+)(.*)$")
 # systemd's Listen= property types and the socket directive that sets each.
 LISTEN_DIRECTIVES = {
     "Stream": "ListenStream",
@@ -56,9 +67,36 @@ class SshdConfigError(ValueError):
     """The configuration cannot be edited safely; the message names the file, the line and the problem."""
 
 
+def config_lines(text):
+    """A configuration text split into lines as sshd reads them (getline(): at "\n" only), each without its
+    "\n" but with a "\r" before it; a final newline does not start another line."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def join_lines(lines, original):
+    """The text of config_lines() `lines`, ending in a newline unless `original` is a text that does not."""
+    text = "\n".join(lines)
+    if lines and (not original or original.endswith("\n")):
+        text += "\n"
+    return text
+
+
+def _carriage_return(text):
+    """"\r" when the text's lines end in "\r\n" (by its first line), else ""."""
+    first = text.split("\n", 1)
+    return "\r" if len(first) == 2 and first[0].endswith("\r") else ""
+
+
+def _strip_blanks(line):
+    return line.lstrip(_LEADING_BLANKS).rstrip(_TRAILING_BLANKS)
+
+
 def directive(line):
     """(keyword in lower case, arguments text) of a configuration line, or None for a comment or blank."""
-    stripped = line.strip()
+    stripped = _strip_blanks(line)
     if not stripped or stripped.startswith("#"):
         return None
     found = _DIRECTIVE.match(stripped)
@@ -137,7 +175,7 @@ class Layout:
         """Global `keyword` lines (outside Match blocks) in the order sshd reads them."""
         found = []
         for path in self.order:
-            for number, line in enumerate(self.texts[path].splitlines()):
+            for number, line in enumerate(config_lines(self.texts[path])):
                 parsed = directive(line)
                 if parsed is None:
                     continue
@@ -170,7 +208,7 @@ class Layout:
 def include_patterns(text, base=SSHD_DIR):
     """Global `Include` patterns of a configuration text, made absolute (relative ones are in /etc/ssh)."""
     patterns = []
-    for line in text.splitlines():
+    for line in config_lines(text):
         parsed = directive(line)
         if parsed is None:
             continue
@@ -221,9 +259,10 @@ def block_text(ports, addresses):
 
 def _block_range(lines):
     """(index of BLOCK_BEGIN, index of BLOCK_END) of the own marked block, or None."""
+    bare = [line.rstrip("\r") for line in lines]
     try:
-        begin = lines.index(BLOCK_BEGIN)
-        return begin, lines.index(BLOCK_END, begin)
+        begin = bare.index(BLOCK_BEGIN)
+        return begin, bare.index(BLOCK_END, begin)
     except ValueError:
         return None
 
@@ -256,7 +295,7 @@ def plan_config(layout, ports, listen_addresses=None, moved_ports=()):
     target = drop_in or layout.main_path
     addresses = []
     disable = {}  # path -> set of line numbers to comment out
-    own_block = None if drop_in else _block_range(layout.texts[layout.main_path].splitlines())
+    own_block = None if drop_in else _block_range(config_lines(layout.texts[layout.main_path]))
 
     def own(line):
         """Whether plan_config wrote the line: it is in the own drop-in, or in the own block of the main file."""
@@ -292,15 +331,22 @@ def plan_config(layout, ports, listen_addresses=None, moved_ports=()):
     edits = {}
     for path in layout.order:
         old = layout.texts[path]
-        lines = old.splitlines()
+        lines = config_lines(old)
+        carriage_return = _carriage_return(old)
+        unterminated = old and not old.endswith("\n")
+        if unterminated:  # as if the last line ended like the others, for a block appended after it
+            lines[-1] += carriage_return
         for number in sorted(disable.get(path, ())):
-            lines[number] = (DISABLED % target) + lines[number].strip()
+            ending = "\r" if lines[number].endswith("\r") else ""
+            lines[number] = (DISABLED % target) + _strip_blanks(lines[number]) + ending
         if path == layout.main_path and target == layout.main_path:
             lines, position = _strip_block(lines)
             if position is None:
                 position = _first_match(lines)
-            lines[position:position] = [BLOCK_BEGIN] + block + [BLOCK_END]
-        new = "\n".join(lines) + ("\n" if lines else "")
+            lines[position:position] = [line + carriage_return for line in [BLOCK_BEGIN] + block + [BLOCK_END]]
+        new = join_lines(lines, old)
+        if unterminated and carriage_return and new.endswith(carriage_return):
+            new = new[:-len(carriage_return)]
         if path != drop_in and new != old:
             edits[path] = new
     if drop_in:
@@ -395,6 +441,59 @@ def socket_drop_in(listens, header=None):
                                   % (address, kind))
         lines.append("%s=%s" % (directive_name, address))
     return "\n".join(lines) + "\n"
+
+
+# --- which listener is sshd's ------------------------------------------------------------------
+
+# The units that run sshd: ssh.service (Debian, Ubuntu), sshd.service (Fedora, RHEL, Arch, SUSE). Not the
+# socket units: under socket activation sshd runs in the service the socket starts (only a socket's own
+# Exec*= commands run in its cgroup).
+SSHD_SERVICE_UNITS = ("ssh.service", "sshd.service")
+# The program that holds sshd's listening sockets, as /proc/<pid>/exe names it (the kernel resolves links:
+# /usr/bin/sshd where /usr/sbin links to /usr/bin, as on Arch and Fedora 42+). Since OpenSSH 9.8 connections
+# run in sshd-session (and sshd-auth), which never hold them: the listener's child closes them before it
+# executes sshd-session, so they are not here.
+SSHD_EXECUTABLES = ("/usr/sbin/sshd", "/usr/bin/sshd")
+SYSTEMD_EXECUTABLES = ("/usr/lib/systemd/systemd", "/lib/systemd/systemd")
+
+
+def is_sshd_process(process, service_units=SSHD_SERVICE_UNITS, executables=SSHD_EXECUTABLES):
+    """Whether a process (a describe_process() dict) is the system's sshd: it runs as root (real uid 0), from
+    one of `executables`, in one of the systemd `service_units`.
+
+    Its name is no evidence: any user can run a program called sshd. The unit is required too: an sshd started
+    by hand, from a login session, is not the one the service's configuration describes, and Debian, Ubuntu
+    and RHEL all run sshd under systemd. An executable replaced by an upgrade since sshd started still counts
+    (only root can replace it). Needs privileges: without them exe is None for root's processes.
+    """
+    return (process.get("uid") == 0 and process.get("exe") in executables
+            and process.get("unit") in service_units)
+
+
+def is_systemd_manager(process):
+    """Whether a process is the system's service manager (pid 1 systemd, as root): it holds the listening
+    sockets of socket units. A user's systemd (systemd --user) can hold sockets too, but is not pid 1."""
+    return process.get("pid") == 1 and process.get("uid") == 0 and process.get("exe") in SYSTEMD_EXECUTABLES
+
+
+def sshd_listener(listener, socket_ports=(), service_units=SSHD_SERVICE_UNITS, executables=SSHD_EXECUTABLES):
+    """Whether a listener (a discover() dict) is sshd's: every process that holds the socket is sshd
+    (is_sshd_process()), or, when the port is one of ssh.socket's (`socket_ports`, under socket activation),
+    the service manager (is_systemd_manager()), which holds the socket alone until the first connection starts
+    sshd and together with it afterwards.
+
+    A socket that no process is seen to hold, or that another process holds too, is not sshd's.
+    """
+    processes = listener["processes"]
+    if not processes:
+        return False
+    for process in processes:
+        if is_sshd_process(process, service_units, executables):
+            continue
+        if listener["port"] in socket_ports and is_systemd_manager(process):
+            continue
+        return False
+    return True
 
 
 # --- SELinux ------------------------------------------------------------------------------------

@@ -2,15 +2,22 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""A change to a service's port that the host itself undoes unless the controller confirms it in time.
+"""The change engine: every change Portcullis makes on a host is armed, locked, reboot-safe and race-free.
 
-begin() backs up every file the change will touch (or notes that it does not exist yet), writes a rollback
-script that puts them back and runs the given commands (daemon-reload, nft, semanage, restarts), and arms a
-systemd timer that runs it after a timeout. The controller confirms with commit() over a new connection,
-which disarms the timer; a failure found by the module itself runs the rollback at once (rollback_now()),
-through the same script, so there is one way back.
+One change at a time. A module step runs under the host lock (flock on /run/portcullis/lock). Arming
+backs up every file the change may touch into /var/lib/portcullis/armed/ (created by one rename, so it is
+either whole or absent), with a /bin/sh rollback script, and arms a transient systemd timer that runs the script
+unless the controller commits in time. While that directory exists every other change is refused, naming the
+armed one and when it expires: between two steps of one change the armed directory is the lock.
 
-Private to the collection. Commands go through one `run(argv) -> (rc, stdout, stderr)` callable.
+The rollback script's very first step claims the change (mkdir armed/started). A commit stops the timer first and
+then claims the same way, so exactly one of them wins: a commit that loses reports "rolled back". A persistent
+boot unit (portcullis-rollback.service, before sshd and nftables start) runs the script of a change that is still
+armed when the host boots: a reboot before the commit comes up with the previous configuration. Finished changes
+move to /var/lib/portcullis/history/<token>/ with who ended them, when, and the script's status.
+
+The engine knows nothing of firewalls or sshd: its users (the firewall, the moves, the service stops) give it the
+paths to back up and the commands that undo the rest. Private to the collection.
 """
 
 from __future__ import annotations
@@ -19,178 +26,414 @@ import json
 import os
 import re
 import shlex
-import shutil
+import time
 
-from ansible_collections.portcullis.hardening.plugins.module_utils._firewall import (
-    STATE_DIR,
-    check_command,
-    file_mode,
-    persist,
-    persistence_plan,
-    read_file,
-    write_file,
-)
-from ansible_collections.portcullis.hardening.plugins.module_utils._nftables import (
-    PERSIST_PATH as FIREWALL_PERSIST,
-    rollback_script as firewall_rollback_script,
+from ansible_collections.portcullis.hardening.plugins.module_utils._host import PortcullisError
+from ansible_collections.portcullis.hardening.plugins.module_utils._systemd import (
+    SYSTEMCTL,
+    run_now_argv,
+    timer_argv,
 )
 
-TOKEN = re.compile(r"^[0-9a-f]{12}$")
+STATE_DIR = "/var/lib/portcullis"
+ARMED = STATE_DIR + "/armed"
+HISTORY = STATE_DIR + "/history"
+RUN_DIR = "/run/portcullis"
+LOCK = RUN_DIR + "/lock"
+# Test hook: when this file exists, the rollback script sleeps that many seconds after claiming the change.
+SLOW_ROLLBACK_HOOK = RUN_DIR + "/test-slow-rollback"
+BOOT_UNIT_NAME = "portcullis-rollback.service"
+BOOT_UNIT_PATH = "/etc/systemd/system/" + BOOT_UNIT_NAME
 MANIFEST = "manifest.json"
 SCRIPT = "rollback.sh"
-ROLLED_BACK = "rolled-back"
-FIREWALL_ROLLBACK = "firewall-rollback.nft"
+CLAIM = "started"
+TOKEN = re.compile(r"^[0-9a-f]{12}$")
+LOCK_WAIT_SECONDS = 30
+# How long a step waits for a rollback that another party (the timer) is running to end.
+ROLLBACK_WAIT_SECONDS = 90
+HISTORY_KEPT = 20
+
+BOOT_UNIT = """\
+# Managed by portcullis.hardening: at boot, undo a change that was never confirmed (see docs/reliability.md).
+[Unit]
+Description=Portcullis: undo an unconfirmed change before sshd and the firewall start
+DefaultDependencies=no
+After=local-fs.target
+Before=sysinit.target shutdown.target network-pre.target nftables.service ssh.socket ssh.service sshd.service
+Conflicts=shutdown.target
+ConditionPathExists=%(script)s
+
+[Service]
+Type=oneshot
+ExecStart=/bin/sh %(script)s boot
+
+[Install]
+WantedBy=sysinit.target
+"""
 
 
-class TransactionError(Exception):
-    """A step that failed; the message says which."""
+class TransactionError(PortcullisError):
+    """A change could not be armed, committed or rolled back; the message says what the host is in now."""
 
 
-def rollback_script(kind, token, restores, commands, directory):
-    """The /bin/sh script that undoes a change: restore files, then run commands (argument lists).
+class ChangePending(TransactionError):
+    """Another change is armed or being rolled back: nothing was changed."""
 
-    restores: [(path, backup path or None when the file did not exist)]. Every step runs even when one
-    fails (the rest may still bring the service back); the script exits 1 if any failed and leaves the
-    file ROLLED_BACK in `directory` as a trace.
+    details = {"rolled_back": False, "host_state": "unchanged: another change is pending"}
+
+
+class AlreadyCommitted(TransactionError):
+    """The change was committed already (an earlier answer was lost on the way): the new configuration stays."""
+
+    details = {"rolled_back": False, "committed": True, "host_state": "the new configuration (committed)"}
+
+
+class RolledBack(TransactionError):
+    """The change was undone (by the timer, at boot, or now) instead of being committed."""
+
+    details = {"rolled_back": True, "host_state": "the previous configuration"}
+
+
+def _utc(seconds):
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
+
+
+def rollback_script(token, kind, restores, live_commands, boot_commands, armed=ARMED, history=HISTORY,
+                    slow_hook=SLOW_ROLLBACK_HOOK, created_dirs=()):
+    """The /bin/sh script that undoes a change.
+
+    restores: [(path, backup path or None when the file did not exist)]. `$1` says who runs it: timer, boot or
+    now. It claims the change first (an atomic mkdir: a commit or another run that got there first makes it exit
+    0 at once), then restores every file and runs the commands for its mode (boot: before the services start, so
+    only what must happen then). Every step runs even when one fails; the status and who ran it are recorded and
+    the change moves to the history.
     """
-    lines = ["#!/bin/sh", "# Portcullis %s rollback %s: put back the files and the service as they were." % (kind, token),
-             "status=0"]
+    quote = shlex.quote
+    done = "%s/%s" % (history, token)
+    lines = [
+        "#!/bin/sh",
+        "# Portcullis: undo the %s change %s unless it was confirmed." % (kind, token),
+        "armed=%s" % quote(armed),
+        'by="${1:-timer}"',
+        '[ "$(cat "$armed/token" 2>/dev/null)" = %s ] || exit 0' % quote(token),
+        'mkdir "$armed/%s" 2>/dev/null || exit 0' % CLAIM,
+        'echo "$by $(date +%%s)" > "$armed/%s/by"' % CLAIM,
+        "if [ -f %s ]; then sleep \"$(cat %s)\"; fi" % (quote(slow_hook), quote(slow_hook)),
+        "status=0",
+    ]
     for path, backup in restores:
         if backup is None:
-            lines.append("rm -f -- %s || status=1" % shlex.quote(path))
+            lines.append("rm -f -- %s 2>/dev/null || [ ! -e %s ] || status=1" % (quote(path), quote(path)))
         else:
-            lines.append("cp -p -- %s %s || status=1" % (shlex.quote(backup), shlex.quote(path)))
-    for argv in commands:
-        lines.append("%s || status=1" % shlex.join(argv))
-    lines.append("date +%%s > %s" % shlex.quote(os.path.join(directory, ROLLED_BACK)))
-    lines.append("exit $status")
+            # cp writes through a symlink at `path` (the link stays) and -p keeps the saved mode and owner.
+            lines.append("cp -p -- %s %s || status=1" % (quote(backup), quote(path)))
+    # Directories the change created for new files go again, when nothing else was put there (deepest first).
+    lines.extend("rmdir -- %s 2>/dev/null || :" % quote(path) for path in created_dirs)
+    lines.append('if [ "$by" = boot ]; then')
+    lines.extend("  %s || status=1" % shlex.join(argv) for argv in boot_commands)
+    lines.append("  :")
+    lines.append("else")
+    lines.extend("  %s || status=1" % shlex.join(argv) for argv in live_commands)
+    lines.append("  :")
+    lines.append("fi")
+    lines += [
+        'echo "$status" > "$armed/%s/status"' % CLAIM,
+        "mkdir -p %s && mv -- \"$armed\" %s" % (quote(history), quote(done)),
+        "exit $status",
+    ]
     return "\n".join(lines) + "\n"
 
 
-class Transaction:
-    """One change in progress on the host, named by its token: /var/lib/portcullis/<kind>-<token>/."""
+class Change:
+    """The armed change (or a finished one, read from the history), as its manifest and markers say."""
 
-    def __init__(self, kind, token, run, state_dir=STATE_DIR):
-        if not TOKEN.match(token or ""):
-            raise TransactionError("token: %r is not a token of this module" % (token,))
-        self.kind = kind
-        self.token = token
-        self.run = run
-        self.state_dir = state_dir
-        self.directory = os.path.join(state_dir, "%s-%s" % (kind, token))
-        self.unit = "portcullis-%s-rollback-%s" % (kind, token)
+    def __init__(self, directory, manifest, claimed_by=None, claimed_at=None, status=None):
+        self.directory = directory
+        self.manifest = manifest
+        self.claimed_by = claimed_by
+        self.claimed_at = claimed_at
+        self.status = status
 
-    def file(self, name):
-        """A file of this change's own directory."""
-        return os.path.join(self.directory, name)
+    @property
+    def token(self):
+        return self.manifest["token"]
 
-    def begin(self, paths, commands, timeout, data=None, files=None):
-        """Back up `paths`, write `files` ({name: text}, for the commands) into the change's directory, write the
-        rollback script and arm its timer (`timeout` seconds)."""
-        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
-        os.makedirs(self.directory, mode=0o700)
-        for name, text in sorted((files or {}).items()):
-            write_file(self.file(name), text, mode=0o600)
-        restores = []
-        for number, path in enumerate(paths):
-            backup = None
-            if os.path.exists(path):
-                backup = os.path.join(self.directory, "file-%d" % number)
-                shutil.copy2(path, backup)
-                stat = os.stat(path)
-                os.chown(backup, stat.st_uid, stat.st_gid)
-            restores.append((path, backup))
-        script = os.path.join(self.directory, SCRIPT)
-        write_file(script, rollback_script(self.kind, self.token, restores, commands, self.directory), mode=0o700)
-        write_file(os.path.join(self.directory, MANIFEST),
-                   json.dumps({"restores": restores, "data": data or {}}, sort_keys=True, indent=1) + "\n", 0o600)
-        check_command(self.run, ["systemd-run", "--unit", self.unit, "--on-active=%ds" % timeout,
-                                 "--timer-property=AccuracySec=1s", "--property=Type=oneshot",
-                                 "--description", "Portcullis: undo the %s change unless it is confirmed" % self.kind,
-                                 "/bin/sh", script], "arming the rollback timer", TransactionError)
+    @property
+    def kind(self):
+        return self.manifest["kind"]
 
-    def manifest(self):
-        text = read_file(os.path.join(self.directory, MANIFEST))
+    @property
+    def data(self):
+        return self.manifest.get("data", {})
+
+    @property
+    def expires_at(self):
+        return self.manifest["expires_at"]
+
+    @property
+    def timer(self):
+        return "portcullis-rollback-%s.timer" % self.token
+
+    def describe(self):
+        return "the %s change %s (%s), armed at %s" % (self.kind, self.token, self.manifest.get("description", ""),
+                                                        _utc(self.manifest["armed_at"]))
+
+    def outcome(self):
+        """What became of a finished change, in words."""
+        if self.claimed_by == "commit":
+            return "it was committed at %s" % _utc(self.claimed_at)
+        who = {"timer": "its rollback timer", "boot": "the boot-time rollback (the host restarted while it was "
+               "armed)", "now": "an immediate rollback"}.get(self.claimed_by, self.claimed_by or "a rollback")
+        return "%s put the previous configuration back at %s%s" % (
+            who, _utc(self.claimed_at or 0), "" if self.status in (None, 0) else
+            " but a step of it failed (status %s): see %s/rollback.sh" % (self.status, self.directory))
+
+
+class Engine:
+    """Arms, commits and rolls back changes on one Host (module_utils/_host.py)."""
+
+    def __init__(self, host, lock_wait=LOCK_WAIT_SECONDS, rollback_wait=ROLLBACK_WAIT_SECONDS):
+        self.host = host
+        self.lock_wait = lock_wait
+        self.rollback_wait = rollback_wait
+
+    @property
+    def script_path(self):
+        """The armed change's rollback script, as commands on the host name it."""
+        return self.host.path(ARMED + "/" + SCRIPT)
+
+    def armed_file(self, name):
+        """A file of the armed change (written by arm(files=...)), as commands on the host name it."""
+        return self.host.path(ARMED + "/" + name)
+
+    # --- reading -----------------------------------------------------------------------------------
+
+    def locked(self, what):
+        """The host lock, for one step (a context manager). Check mode reads without it: it changes nothing."""
+        return self.host.lock(LOCK, self.lock_wait, what)
+
+    def _read_change(self, directory):
+        text = self.host.read(directory + "/" + MANIFEST)
         if text is None:
-            raise TransactionError("no change %s is in progress on this host (%s is missing)"
-                                   % (self.token, self.directory))
-        return json.loads(text)
+            return None
+        try:
+            manifest = json.loads(text)
+        except ValueError:
+            raise TransactionError("%s/%s is not readable JSON: remove %s by hand after checking the host"
+                                   % (directory, MANIFEST, directory))
+        by = self.host.read("%s/%s/by" % (directory, CLAIM))
+        status = self.host.read("%s/%s/status" % (directory, CLAIM))
+        claimed_by = claimed_at = None
+        if by is not None:
+            parts = by.split()
+            claimed_by = parts[0] if parts else "rollback"
+            claimed_at = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+        elif self.host.isdir("%s/%s" % (directory, CLAIM)):
+            claimed_by = "rollback"
+        return Change(directory, manifest, claimed_by, claimed_at,
+                      int(status) if status and status.strip().isdigit() else None)
 
-    def backup_text(self, path):
-        """The text a file had before the change (None when it did not exist)."""
-        for original, backup in self.manifest()["restores"]:
-            if original == path:
-                return read_file(backup) if backup else None
-        raise TransactionError("%s is not part of change %s" % (path, self.token))
+    def armed(self):
+        """The armed change, or None."""
+        return self._read_change(ARMED)
 
-    def pending(self):
-        rc, _out, _err = self.run(["systemctl", "is-active", "--quiet", self.unit + ".timer"])
+    def finished(self, token):
+        """A change of the history, or None."""
+        if not TOKEN.match(token or ""):
+            raise TransactionError("token: %r is not a change token of this collection" % (token,))
+        return self._read_change("%s/%s" % (HISTORY, token))
+
+    def timer_active(self, change):
+        rc, _out, _err = self.host.run([SYSTEMCTL, "is-active", "--quiet", change.timer])
         return rc == 0
 
-    def rolled_back(self):
-        return os.path.exists(os.path.join(self.directory, ROLLED_BACK))
+    # --- refusing ----------------------------------------------------------------------------------
 
-    def rollback_now(self):
-        """Run the rollback script now, as its systemd unit (outside this SSH session), and disarm the timer."""
-        self.run(["systemctl", "stop", self.unit + ".timer"])
-        rc, out, err = self.run(["systemctl", "start", self.unit + ".service"])
-        if rc != 0 and not self.rolled_back():
-            # The unit is gone (the timer fired and it was collected) or never loaded: run the script here.
-            rc, out, err = self.run(["/bin/sh", os.path.join(self.directory, SCRIPT)])
-        self.run(["systemctl", "reset-failed", self.unit + ".timer", self.unit + ".service"])
-        if rc != 0:
-            raise TransactionError("the rollback %s reported a failure (rc=%d): %s" % (
-                self.unit, rc, (err or out).strip()))
+    def refuse_if_pending(self, step, check_mode=False):
+        """Refuse (ChangePending) while a change is armed or being rolled back; tidy what a finished one left.
 
-    def firewall_restore(self, table_before):
-        """({file name: text}, command) for begin(): put the Portcullis table back as `table_before` (its listing,
-        None when there was none)."""
-        return ({FIREWALL_ROLLBACK: firewall_rollback_script(table_before)},
-                ["nft", "-f", self.file(FIREWALL_ROLLBACK)])
+        A change whose timer vanished before anyone committed it (stopped by hand) is rolled back now, as its timer
+        promised; in check mode that is only reported. Returns warnings.
+        """
+        change = self.armed()
+        if change is None:
+            return []
+        if change.claimed_by == "commit" or change.status is not None:
+            if not check_mode:  # the commit or the rollback ended, but did not get to move it
+                self._to_history(change)
+            return []
+        if change.claimed_by:
+            raise ChangePending("%s: %s is being rolled back right now (since %s); nothing was changed. Run again "
+                                "in a minute" % (step, change.describe(), _utc(change.claimed_at or 0)))
+        if self.timer_active(change):
+            left = change.expires_at - self.host.clock()
+            raise ChangePending(
+                "%s: %s is still waiting for its confirmation; its rollback timer %s puts the previous configuration "
+                "back at %s (in %d s). Nothing was changed: run again after that, or let the run that armed it "
+                "finish" % (step, change.describe(), change.timer, _utc(change.expires_at), max(0, left)))
+        if check_mode:
+            return ["%s has no rollback timer any more (it was stopped by hand?); a real run rolls it back first"
+                    % change.describe()]
+        self._run_rollback(change, "now")
+        done = self.finished(change.token)
+        return ["%s had no rollback timer any more (it was stopped by hand?): it was rolled back first, as the timer "
+                "would have done; %s" % (change.describe(), done.outcome() if done else "its end is unknown")]
 
-    def failed(self, step, exc):
-        """Roll back now, after `step` failed with `exc`: the message, saying whether the rollback worked."""
+    # --- arming ------------------------------------------------------------------------------------
+
+    def ensure_boot_unit(self):
+        """Install the boot-time rollback unit once (it does nothing while no change is armed)."""
+        text = BOOT_UNIT % {"script": self.script_path}
+        if self.host.read(BOOT_UNIT_PATH) != text:
+            self.host.write(BOOT_UNIT_PATH, text, mode=0o644)
+            self.host.check([SYSTEMCTL, "daemon-reload"], "installing %s" % BOOT_UNIT_NAME, TransactionError)
+        if not self.host.exists("/etc/systemd/system/sysinit.target.wants/" + BOOT_UNIT_NAME):
+            self.host.check([SYSTEMCTL, "enable", BOOT_UNIT_NAME], "enabling %s" % BOOT_UNIT_NAME, TransactionError)
+
+    def arm(self, kind, token, description, paths, timeout, live_commands=(), boot_commands=(), files=None,
+            data=None):
+        """Back up `paths`, write `files` ({name: text}) for the commands, the rollback script and the manifest, and
+        arm the timer; the caller holds the lock and has called refuse_if_pending. Returns the Change.
+
+        live_commands undo what the files do not (reload a service, restore a live table); boot_commands run
+        instead when the host boots with the change armed, before the services start.
+        """
+        if not TOKEN.match(token or ""):
+            raise TransactionError("token: %r is not a change token of this collection" % (token,))
+        self.ensure_boot_unit()
+        self.host.makedirs(STATE_DIR, mode=0o700)
+        staging = "%s/.arming-%s" % (STATE_DIR, token)
+        self.host.rmtree(staging)
+        self.host.mkdir(staging)
+        restores = []
+        created_dirs = set()
+        for number, path in enumerate(paths):
+            backup = "%s/file-%d" % (ARMED, number)
+            saved = self.host.backup(path, "%s/file-%d" % (staging, number))
+            restores.append((path, backup if saved else None))
+            parent = os.path.dirname(path)
+            while not saved and parent not in ("", "/") and not self.host.exists(parent):
+                created_dirs.add(parent)  # the change may create it: the rollback removes it again when empty
+                parent = os.path.dirname(parent)
+        for name, text in sorted((files or {}).items()):
+            self.host.write_private("%s/%s" % (staging, name), text)
+        now = int(self.host.clock())
+        manifest = {"token": token, "kind": kind, "description": description, "armed_at": now,
+                    "expires_at": now + int(timeout), "restores": restores, "created_dirs": sorted(created_dirs),
+                    "data": data or {}}
+        self.host.write_private(staging + "/" + MANIFEST, json.dumps(manifest, sort_keys=True, indent=1) + "\n")
+        local = self.host.path
+        script = rollback_script(token, kind, [(local(path), local(backup) if backup else None)
+                                               for path, backup in restores],
+                                 live_commands, boot_commands, armed=local(ARMED), history=local(HISTORY),
+                                 slow_hook=local(SLOW_ROLLBACK_HOOK),
+                                 created_dirs=[local(path) for path in sorted(created_dirs, reverse=True)])
+        self.host.write(staging + "/" + SCRIPT, script, mode=0o700)
+        self.host.write_private(staging + "/token", token)
         try:
-            self.rollback_now()
-            after = "the previous configuration was restored"
-        except TransactionError as rollback_exc:
-            after = "restoring the previous configuration ALSO failed: %s" % rollback_exc
-        return "%s failed: %s; %s" % (step, str(exc).strip(), after)
+            self.host.rename(staging, ARMED)
+        except OSError as exc:
+            self.host.rmtree(staging)
+            raise TransactionError("arming the rollback: %s exists (another change is armed): %s" % (ARMED, exc))
+        argv = timer_argv("portcullis-rollback-%s" % token, int(timeout), ["/bin/sh", self.script_path, "timer"],
+                          "Portcullis: undo the %s change %s unless it is confirmed" % (kind, token))
+        rc, out, err = self.host.run(argv)
+        if rc != 0:
+            self.host.rmtree(ARMED)
+            raise TransactionError("arming the rollback timer failed (%s, rc=%d): %s; nothing was changed"
+                                   % (shlex.join(argv), rc, (err or out).strip()))
+        return self.armed()
 
-    def commit(self):
-        """Cancel the rollback and forget the backups. Fails when the timer already ran the rollback."""
-        if not self.pending():
-            raise TransactionError("confirmation came too late: the rollback timer %s.timer is no longer armed, "
-                                   "so the host put back the previous configuration" % self.unit)
-        self.forget()
+    def require(self, token, kind, step):
+        """The armed change `token` of `kind`, still armed and unclaimed; else a TransactionError saying what it
+        became (RolledBack when it was undone)."""
+        change = self.armed()
+        if change is not None and change.token == token and change.kind == kind and not change.claimed_by:
+            return change
+        done = self.finished(token)
+        if done is not None:
+            if done.claimed_by == "commit":
+                raise AlreadyCommitted("%s: %s: %s; nothing more to do" % (step, done.describe(), done.outcome()))
+            raise RolledBack("%s: too late: %s, so %s" % (step, done.describe(), done.outcome()))
+        if change is not None and change.token == token and change.claimed_by:
+            raise RolledBack("%s: too late: %s is being rolled back right now" % (step, change.describe()))
+        raise TransactionError("%s: no %s change %s is armed on this host%s" % (
+            step, kind, token, "; armed is %s" % change.describe() if change else ""))
 
-    def forget(self):
-        """Disarm the timer (if armed) and remove the backups: the change is over, one way or the other."""
-        self.run(["systemctl", "stop", self.unit + ".timer"])
-        self.run(["systemctl", "reset-failed", self.unit + ".timer", self.unit + ".service"])
-        shutil.rmtree(self.directory, ignore_errors=True)
+    # --- ending ------------------------------------------------------------------------------------
+
+    def commit(self, token, kind, step="commit", finish=None):
+        """Make the change permanent. `finish()` runs first while it is still armed (persisting what must survive a
+        reboot; the backups cover those files): when it fails the change is rolled back now. Then the timer stops,
+        and the commit claims the change: when the rollback claimed it first, RolledBack says so."""
+        change = self.require(token, kind, step)
+        extra = {}
+        if finish is not None:
+            try:
+                extra = finish(change) or {}
+            except (PortcullisError, OSError) as exc:
+                raise RolledBack("%s: %s; %s" % (step, str(exc).strip(), self.rollback_now(token, kind, step)))
+        self.host.run([SYSTEMCTL, "stop", change.timer])
+        if not self.host.mkdir("%s/%s" % (ARMED, CLAIM)):
+            done = self._wait_for_rollback(token)
+            raise RolledBack("%s: the rollback timer fired while committing, so %s" % (
+                step, done.outcome() if done else "a rollback is still running on the host"))
+        self.host.write_private("%s/%s/by" % (ARMED, CLAIM), "commit %d\n" % int(self.host.clock()))
+        self._to_history(self.armed())
+        self._reset_units(token)
+        return extra
+
+    def rollback_now(self, token, kind, step="rollback"):
+        """Undo the armed change now (the script, as a unit of its own outside this session); what happened, in
+        words. Raises TransactionError when the host's state cannot be told."""
+        change = self.armed()
+        if change is not None and change.token == token and change.kind == kind and not change.claimed_by:
+            self._run_rollback(change, "now")
+        done = self._wait_for_rollback(token)
+        if done is None:
+            raise TransactionError("%s: the rollback of change %s did not finish within %d s: the host is in an "
+                                   "unknown state; look at %s" % (step, token, self.rollback_wait, ARMED))
+        if done.claimed_by == "commit":
+            return "the change had been committed already: the new configuration stays"
+        return done.outcome()
+
+    def _run_rollback(self, change, by):
+        self.host.run([SYSTEMCTL, "stop", change.timer])
+        argv = run_now_argv("portcullis-rollback-now-%s" % change.token,
+                            ["/bin/sh", self.script_path, by], "Portcullis: undo the %s change %s now"
+                            % (change.kind, change.token))
+        rc, _out, _err = self.host.run(argv)
+        if rc != 0 and self.host.exists(ARMED + "/" + SCRIPT):
+            # No systemd-run --wait (or it failed to start): run the script from here.
+            self.host.run(["/bin/sh", self.script_path, by])
+        self._reset_units(change.token)
+
+    def _wait_for_rollback(self, token):
+        deadline = time.monotonic() + self.rollback_wait
+        while True:
+            done = self.finished(token)
+            if done is not None:
+                return done
+            if time.monotonic() >= deadline:
+                return None
+            self.host.sleep(0.5)
+
+    def _reset_units(self, token):
+        self.host.run([SYSTEMCTL, "reset-failed", "portcullis-rollback-%s.timer" % token,
+                       "portcullis-rollback-%s.service" % token, "portcullis-rollback-now-%s.service" % token])
+
+    def _to_history(self, change):
+        self.host.makedirs(HISTORY, mode=0o700)
+        self.host.rmtree("%s/%s" % (HISTORY, change.token))
+        self.host.rename(change.directory, "%s/%s" % (HISTORY, change.token))
+        entries = [name for name in self.host.listdir(HISTORY) if TOKEN.match(name)]
+        entries.sort(key=lambda name: os.stat(self.host.path("%s/%s" % (HISTORY, name))).st_mtime)
+        for name in entries[:-HISTORY_KEPT]:
+            self.host.rmtree("%s/%s" % (HISTORY, name))
 
 
-def commit_with_firewall(transaction, firewall_host):
-    """Commit the change, then persist the firewall table it set (data "firewall_final") where the firewall's
-    rules are persisted already; the persistence plan that ran."""
-    data = transaction.manifest()["data"]
-    transaction.commit()
-    persisted = {}
-    if data.get("firewall_final") and os.path.exists(FIREWALL_PERSIST):
-        persisted = persistence_plan(data["firewall_final"], firewall_host)
-        persist(data["firewall_final"], firewall_host, persisted)
-    return {"changed": True, "committed": True, "firewall_persistence": persisted}
-
-
-def write_edits(edits):
-    """Write {path: text} (keeping each file's mode; 0644 for new ones), deleting the paths whose text is None."""
-    for path, text in sorted(edits.items()):
-        if text is None:
-            if os.path.exists(path):
-                os.unlink(path)
-        else:
-            write_file(path, text, mode=file_mode(path, 0o644))
+def new_token():
+    return os.urandom(6).hex()
 
 
 def file_diff(path, before, after):
@@ -198,31 +441,11 @@ def file_diff(path, before, after):
     return {"before_header": path, "after_header": path, "before": before or "", "after": after or ""}
 
 
-def pending_tokens(kind, run, state_dir=STATE_DIR):
-    """Tokens of earlier changes of `kind` whose rollback timer is still armed (a controller lost midway)."""
-    found = []
-    for name in sorted(os.listdir(state_dir)) if os.path.isdir(state_dir) else []:
-        match = re.match(r"^%s-([0-9a-f]{12})$" % re.escape(kind), name)
-        if match and Transaction(kind, match.group(1), run, state_dir).pending():
-            found.append(match.group(1))
-    return found
-
-
-def refuse_if_pending(kind, run, state_dir=STATE_DIR):
-    """Fail when an earlier change is still armed: its timer would undo whatever this run does."""
-    pending = pending_tokens(kind, run, state_dir)
-    if pending:
-        raise TransactionError(
-            "plan: an earlier %s change (%s) is still waiting for its confirmation on this host; its rollback timer "
-            "(portcullis-%s-rollback-%s.timer) will put the previous configuration back. Run again once it has "
-            "fired (nothing was changed)" % (kind, ", ".join(pending), kind, pending[0]))
-
-
-def clear_stale(kind, run, state_dir=STATE_DIR):
-    """Remove the directories of earlier changes whose timer is no longer armed (rolled back, or abandoned)."""
-    if not os.path.isdir(state_dir):
-        return
-    for name in os.listdir(state_dir):
-        found = re.match(r"^%s-([0-9a-f]{12})$" % re.escape(kind), name)
-        if found and not Transaction(kind, found.group(1), run, state_dir).pending():
-            shutil.rmtree(os.path.join(state_dir, name), ignore_errors=True)
+def write_edits(host, edits):
+    """Write {path: text} through the host (keeping each file's owner, mode and context; 0644 for new ones),
+    removing the paths whose text is None."""
+    for path, text in sorted(edits.items()):
+        if text is None:
+            host.remove(path)
+        else:
+            host.write(path, text)

@@ -20,12 +20,23 @@ description:
   - The whole table is rendered, validated with C(nft -c -f) and applied in one C(nft -f) transaction (the
     old own table is deleted and the new one created in the same transaction). A second run with the same
     input changes nothing; C(--diff) shows the rules before and after; check mode changes nothing.
-  - "Commit-confirm: before applying, the host arms a systemd timer that restores the previous own table after
-    O(confirm_timeout) seconds. The action plugin then opens a new connection from the controller and
-    confirms over it, which cancels the timer and persists the rules. If the new connection fails, the timer
-    restores the previous rules and the task fails saying so."
-  - The management port (by default the port of the current connection) is always open. When O(allow) does not
-    open it, the module keeps it open anyway and warns.
+  - "Commit-confirm, through the collection's change engine: under a host lock, the host backs up the files the
+    change may write (in C(/var/lib/portcullis/armed)), then arms a systemd timer,
+    C(portcullis-rollback-<token>.timer), that restores the previous own table after O(confirm_timeout)
+    seconds, and only then applies the new table. The action plugin then opens a new connection from the
+    controller and confirms over it. The host persists the rules (O(persist)) while the change is still
+    armed, then stops the timer and commits. If persisting fails, the change is rolled back at once. If the
+    new connection fails, the timer restores the previous rules and the task fails saying so."
+  - "One change at a time: while a change (a firewall change, or a move by M(portcullis.hardening.ssh_port) or
+    M(portcullis.hardening.service_port)) is armed on the host, the task fails naming it and when its timer
+    expires, and changes nothing. When the confirmation fails, or the task is refused that way,
+    RV(rolled_back) and RV(host_state) say what the host runs."
+  - A boot unit, C(portcullis-rollback.service), installed and enabled at the first change, restores the
+    previous files before C(nftables.service) starts when the host restarts with a change still armed. It
+    does nothing while no change is armed.
+  - The port of the current connection is kept open unless O(allow) lets this connection in for its
+    address family and for the controller's address as the host sees it (both read from the SSH session's
+    TCP connection in C(/proc)). Otherwise the module keeps the port open for every address, and warns.
 author:
   - Portcullis contributors (@portcullis)
 extends_documentation_fragment:
@@ -61,29 +72,42 @@ options:
     default: auto
   management_port:
     description:
-      - TCP port kept open whatever O(allow) says. Default the port of the current connection (22 for
-        connections that are not SSH).
+      - TCP port kept open whatever O(allow) says, unless O(allow) lets this connection in. Default the port of
+        the current connection (C(ansible_port), else what C(ssh -G) resolves for the connection, else 22; 22
+        for connections that are not over the network).
+      - When the SSH session reached the host on another port (a NAT, a port forward), that port stays open too.
     type: int
   keep_management_port:
     description:
-      - Set to V(false) to let O(allow) alone decide about O(management_port). Refused while the current
-        connection uses that port and O(allow) does not open it.
+      - Set to V(false) to let O(allow) alone decide about O(management_port). Refused before anything runs
+        unless O(allow) opens the current connection's port to every source over IPv4 and IPv6, and refused
+        on the host when O(allow) does not let this connection in.
     type: bool
     default: true
   persist:
     description:
-      - Write the table to C(/etc/nftables.d/portcullis.nft), include it from C(/etc/nftables.conf) (adding one
-        line, keeping everything else) and enable C(nftables.service), so the rules survive a reboot.
+      - Write the table to C(/etc/nftables.d/portcullis.nft), include it from the file C(nftables.service)
+        really loads, read from its C(ExecStart) (C(/etc/nftables.conf) on Debian, C(/etc/sysconfig/nftables.conf)
+        on RHEL and Fedora), adding an include line and keeping everything else, and enable
+        C(nftables.service), so the rules survive a reboot.
+      - With commit-confirm this happens at the confirmation, while the change is still armed, so a failure
+        there rolls the change back.
+      - When C(nftables.service) is not installed, or loads no file, the task fails before anything changes;
+        set V(false) then.
     type: bool
     default: true
   confirm_timeout:
     description:
       - Seconds after which the host restores the previous rules unless a new connection from the controller
-        confirmed the change. V(0) applies without commit-confirm.
+        confirmed the change. V(0) applies and persists at once, without commit-confirm.
     type: int
     default: 60
   state:
-    description: V(absent) deletes the own table and its persistence, and nothing else.
+    description:
+      - V(absent) deletes the own table, the persisted file and the include line, and nothing else. It removes
+        the file that loads the table and C(/etc/nftables.d) only when Portcullis created them and nothing
+        else is in them, and disables C(nftables.service) only when Portcullis enabled it.
+      - V(absent) is refused while a change is armed on the host.
     type: str
     choices: [present, absent]
     default: present
@@ -97,6 +121,8 @@ options:
         rollback). Do not set it yourself.
     type: str
 notes:
+  - The change engine, the boot unit and the fault matrix that tests them are described in
+    C(docs/reliability.md) of the collection.
   - Debian's C(/etc/nftables.conf) starts with C(flush ruleset), as shipped. At boot that is harmless, but
     restarting C(nftables.service) by hand flushes the rules of other tools such as Docker; this module never
     restarts it.
@@ -135,113 +161,201 @@ management_ports:
   type: list
   elements: int
 persistence:
-  description: What persisting changed (or would change) - C(file), C(include), C(service).
+  description:
+    - What persisting changed (or would change) - C(file), C(include), C(service), and C(config), the file
+      C(nftables.service) loads.
   returned: state is present and O(persist)
   type: dict
+  sample: {"file": true, "include": true, "service": true, "config": "/etc/nftables.conf"}
 rollback:
-  description: The armed rollback (C(token), C(unit), C(timeout)), before the action plugin confirmed it.
-  returned: when a change was applied with commit-confirm
+  description:
+    - The armed rollback - C(token), C(unit) (the timer), C(timeout) and C(expires_at) (seconds since the
+      epoch, when the timer restores the previous rules).
+    - The action plugin removes it from the result once the change is confirmed.
+  returned: when a change was applied with commit-confirm but not confirmed
   type: dict
 confirmed:
   description: Whether a new connection from the controller confirmed the change.
   returned: when a change was applied with commit-confirm
   type: bool
+rolled_back:
+  description:
+    - After a failure, whether the previous rules are back - V(true) when the change was rolled back (by the
+      timer, at boot, or at once), V(false) when nothing was changed because another change is armed, V(null)
+      when the host does not answer and its state is unknown.
+  returned: failure, when the confirmation failed or another change is armed
+  type: bool
+host_state:
+  description: What the host runs after a failure, in words.
+  returned: failure, when the confirmation failed or another change is armed
+  type: str
+  sample: the previous configuration
 """
-
-import os
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.portcullis.hardening.plugins.module_utils._allowlist import (
-    ENTRY_SPEC,
-    opens_port,
+    management_gap,
     parse_allowlist,
 )
 from ansible_collections.portcullis.hardening.plugins.module_utils._firewall import (
+    KIND,
     FirewallError,
-    Host,
-    apply_table,
-    confirm,
+    Nftables,
     persist,
+    persisted_paths,
     persistence_plan,
+    persistence_summary,
     plan,
+    record_live,
     remove,
+    rollback_files,
+    undo_commands,
 )
-from ansible_collections.portcullis.hardening.plugins.module_utils._nftables import render_table
+from ansible_collections.portcullis.hardening.plugins.module_utils._host import Host, PortcullisError
+from ansible_collections.portcullis.hardening.plugins.module_utils._nftables import apply_script, render_table
+from ansible_collections.portcullis.hardening.plugins.module_utils._session import management_session
+from ansible_collections.portcullis.hardening.plugins.module_utils._specs import FIREWALL_SPEC
+from ansible_collections.portcullis.hardening.plugins.module_utils._transaction import ChangePending, Engine, RolledBack, new_token
 
-ARGUMENT_SPEC = {
-    "allow": {"type": "list", "elements": "dict", "options": ENTRY_SPEC, "default": []},
-    "policy": {"type": "str", "choices": ["drop", "reject"], "default": "drop"},
-    "backend": {"type": "str", "choices": ["auto", "nftables", "ufw", "firewalld"], "default": "auto"},
-    "management_port": {"type": "int"},
-    "keep_management_port": {"type": "bool", "default": True},
-    "persist": {"type": "bool", "default": True},
-    "confirm_timeout": {"type": "int", "default": 60},
-    "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
-    "log_dropped": {"type": "bool", "default": False},
-    "confirm": {"type": "str", "no_log": False},
-}
+ARGUMENT_SPEC = FIREWALL_SPEC
 
 
-def management_ports(rules, port, keep):
-    """The management port, unless an entry opens it (then that entry, with its sources, decides)."""
-    return [] if not keep or opens_port(rules, "tcp", port) else [port]
+def management(rules, params, session, warnings):
+    """The ports kept open besides the allowlist: this connection's, unless the allowlist lets it in for the family
+    and the address the controller really uses (then that entry, with its sources, decides)."""
+    port = params["management_port"] or 22
+    family = source = None
+    if session:
+        if params["management_port"] and session["port"] != params["management_port"]:
+            warnings.append("management_port is %d, but this connection came in on port %d/tcp: both stay open"
+                            % (params["management_port"], session["port"]))
+        port, family, source = session["port"], session["family"], session["peer_address"]
+    ports = sorted(set([port] + ([params["management_port"]] if params["management_port"] else [])))
+    kept = []
+    for item in ports:
+        gap = management_gap(rules, item, family=family if item == port else None,
+                             source=source if item == port else None)
+        if gap is None:
+            continue
+        if not params["keep_management_port"]:
+            if session and item == session["port"]:
+                raise FirewallError("keep_management_port: false, but %s: applying would cut this connection "
+                                    "(nothing was changed)" % gap)
+            continue
+        warnings.append("%s: the firewall keeps %d/tcp open for every address anyway (set keep_management_port=false "
+                        "to let allow decide)" % (gap, item))
+        kept.append(item)
+    return kept
 
 
-def check_backend(module, host):
+def check_backend(module, nft):
     backend = module.params["backend"]
     if backend in ("ufw", "firewalld"):
         raise FirewallError("backend: %r is not supported yet; use nftables (auto)" % backend)
     if not module.get_bin_path("nft"):
         raise FirewallError("nft was not found on the host: install the nftables package")
-    others = host.active_managers()
+    others = nft.active_managers()
     if others:
         raise FirewallError("%s is active on this host; Portcullis will not fight it with a second firewall. "
                             "Disable it, or wait for the %s backend" % (" and ".join(others), others[0]))
 
 
+def confirm(engine, nft, params, desired):
+    """Over a new connection: persist while still armed, then commit (stop the timer, claim the change)."""
+    def finish(_change):
+        if not params["persist"]:
+            return {}
+        persistence = persistence_plan(desired, nft)
+        persist(desired, nft, persistence)
+        return persistence_summary(persistence)
+
+    with engine.locked("confirm"):
+        persistence = engine.commit(params["confirm"], KIND, "confirm", finish)
+    return {"changed": True, "confirmed": True, "rules": desired, "persistence": persistence}
+
+
+def apply(engine, nft, params, desired, result, warnings):
+    """Under the host lock: refuse while another change is armed, arm the rollback, apply, record."""
+    with engine.locked("firewall"):
+        warnings.extend(engine.refuse_if_pending("firewall"))
+        current = plan(desired, nft)  # again, under the lock: another run may have changed it meanwhile
+        nft.load(apply_script(desired), "validating the new rules (nothing was changed)", check_only=True)
+        if not current["table_changed"]:
+            if params["persist"]:
+                persistence = persistence_plan(desired, nft)
+                persist(desired, nft, persistence)
+            return result
+        if not params["confirm_timeout"]:  # the operator chose no commit-confirm
+            nft.load(apply_script(desired), "applying the new rules (nft applies all or nothing)")
+            record_live(desired, nft)
+            if params["persist"]:
+                persist(desired, nft, persistence_plan(desired, nft))
+            return result
+        token = new_token()
+        live, boot = undo_commands(nft, engine.armed_file("firewall-rollback.nft"))
+        change = engine.arm(KIND, token, "firewall table", persisted_paths(nft, params["persist"]),
+                            params["confirm_timeout"], live_commands=live, boot_commands=boot,
+                            files=rollback_files(current["live_text"]))
+        try:
+            nft.load(apply_script(desired), "applying the new rules (nft applies all or nothing)")
+            record_live(desired, nft)
+        except (PortcullisError, OSError) as exc:
+            error = FirewallError("%s; %s" % (exc, engine.rollback_now(token, KIND, "apply")))
+            error.details = RolledBack.details
+            raise error
+        result.update(confirmed=False, rollback={"token": token, "unit": change.timer, "timeout":
+                                                 params["confirm_timeout"], "expires_at": change.expires_at})
+    return result
+
+
 def run(module):
     params = module.params
     host = Host(module.run_command)
-    check_backend(module, host)
+    nft = Nftables(host)
+    engine = Engine(host)
+    check_backend(module, nft)
+    warnings = []
     if params["state"] == "absent":
-        return remove(host, module.check_mode)
+        if module.check_mode:
+            return remove(nft, True)
+        with engine.locked("firewall state=absent"):
+            warnings.extend(engine.refuse_if_pending("firewall state=absent"))
+            result = remove(nft, False)
+        result["warnings"] = warnings
+        return result
 
     rules = parse_allowlist(params["allow"], name="allow")
-    port = params["management_port"] or 22
-    kept = management_ports(rules, port, params["keep_management_port"])
-    if kept:
-        module.warn("allow does not open the management port %d/tcp: the firewall keeps it open anyway "
-                    "(set keep_management_port=false to let allow decide)" % port)
+    kept = management(rules, params, management_session(), warnings)
     desired = render_table(rules, params["policy"], kept, params["log_dropped"])
     if params["confirm"]:
-        return {"changed": True, "confirmed": True, "rules": desired, "management_ports": kept,
-                "persistence": confirm(params["confirm"], desired, host, params["persist"])}
+        return confirm(engine, nft, params, desired)
 
-    current = plan(desired, host)
-    persistence = persistence_plan(desired, host) if params["persist"] else {}
-    result = {"changed": current["table_changed"] or any(persistence.values()), "rules": desired,
-              "management_ports": kept, "persistence": persistence,
-              "diff": {"before": current["live_text"] or "", "after": desired}}
-    if module.check_mode or not result["changed"]:
+    current = plan(desired, nft)
+    persistence = persistence_plan(desired, nft) if params["persist"] else {}
+    result = {"changed": current["table_changed"] or any(persistence.get(key) for key in ("file", "include",
+                                                                                         "service")),
+              "rules": desired, "management_ports": kept, "persistence": persistence_summary(persistence),
+              "diff": {"before": current["live_text"] or "", "after": desired}, "warnings": warnings}
+    if module.check_mode:
+        try:
+            warnings.extend(engine.refuse_if_pending("firewall", check_mode=True))
+        except ChangePending as exc:
+            warnings.append("a real run would refuse now: %s" % exc)
         return result
-    rollback = None
-    if current["table_changed"]:
-        timeout = params["confirm_timeout"]
-        rollback = apply_table(desired, host, current["live_text"], timeout, os.urandom(6).hex())
-    if rollback:
-        result.update(rollback=rollback, confirmed=False)  # the action plugin confirms, then persists
-    elif params["persist"]:
-        persist(desired, host, persistence)
-    return result
+    if not result["changed"]:
+        return result
+    return apply(engine, nft, params, desired, result, warnings)
 
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     try:
         result = run(module)
-    except (FirewallError, ValueError) as exc:  # ValueError includes AllowlistError
-        module.fail_json(msg=str(exc))
+    except (PortcullisError, ValueError, OSError) as exc:  # ValueError includes AllowlistError
+        module.fail_json(msg=str(exc), **getattr(exc, "details", {}))
+    for warning in result.pop("warnings", []):
+        module.warn(warning)
     module.exit_json(**result)
 
 

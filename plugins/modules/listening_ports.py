@@ -143,6 +143,22 @@ listeners:
           description: Systemd unit the process runs in, or null outside systemd.
           type: str
           sample: ssh.service
+        uid:
+          description: Real user id of the process (C(/proc/<pid>/status)), or null when it cannot be read.
+          type: int
+          sample: 0
+        exe:
+          description: >-
+            Program the process runs (C(/proc/<pid>/exe), symlinks resolved). Null when it cannot be read:
+            another user's process without privileges, or a kernel thread.
+          type: str
+          sample: /usr/sbin/sshd
+        exe_deleted:
+          description: >-
+            Whether the program's file was removed or replaced (for example by a package upgrade) after the
+            process started; RV(listeners[].processes[].exe) is then the path it had.
+          type: bool
+          sample: false
     loopback:
       description: Whether the address is a loopback address (only local clients can reach it).
       type: bool

@@ -195,26 +195,16 @@ probe:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.portcullis.hardening.plugins.module_utils._allowlist import ENTRY_SPEC, parse_allowlist
+from ansible_collections.portcullis.hardening.plugins.module_utils._allowlist import parse_allowlist
 from ansible_collections.portcullis.hardening.plugins.module_utils._audit import (
     audit_listeners,
     is_compliant,
     normalise_listeners,
 )
 from ansible_collections.portcullis.hardening.plugins.module_utils._listeners import discover
+from ansible_collections.portcullis.hardening.plugins.module_utils._specs import PORT_AUDIT_SPEC
 
-ARGUMENT_SPEC = {
-    "allowlist": {"type": "list", "elements": "dict", "options": ENTRY_SPEC, "default": []},
-    "listeners": {"type": "list", "elements": "dict"},
-    "include_loopback": {"type": "bool", "default": False},
-    # Used by the action plugin on the controller; accepted here so the module documents one interface.
-    "probe": {"type": "bool", "default": True},
-    "probe_addresses": {"type": "list", "elements": "str", "default": []},
-    "probe_ports": {"type": "list", "elements": "int", "default": []},
-    "probe_timeout": {"type": "float", "default": 1.0},
-    "probe_concurrency": {"type": "int", "default": 32},
-    "probe_max_ports": {"type": "int", "default": 1024},
-}
+ARGUMENT_SPEC = PORT_AUDIT_SPEC
 
 
 def run(params):

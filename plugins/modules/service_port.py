@@ -12,16 +12,25 @@ version_added: 0.1.0
 description:
   - Moves a systemd service whose port is set by a line of a configuration file (O(path), O(regexp), O(line)) or
     by a socket unit (O(socket_unit)) to O(port), the way M(portcullis.hardening.ssh_port) moves sshd.
-  - "Plan (reads only): refuse a port another process listens on; find the line (or the socket's listen
-    entries) that sets the port; find the port the service listens on now."
-  - "Apply: arm a systemd timer that restores everything after O(confirm_timeout) seconds; write the line (or a
-    socket drop-in that resets C(ListenStream) and lists the new port; the socket is never masked); run
-    O(validate); move the port in the Portcullis firewall table (each rule that opened the old port opens the
-    new one instead, with the same sources); restart (or reload) the service; wait until it listens on the new
-    port and no longer on the old one."
+  - The move is one change of the collection's change engine, as for M(portcullis.hardening.ssh_port). The
+    apply, commit and rollback steps run under a host lock. While any change (this move, a firewall change,
+    another move) is armed, every other change on the host is refused, naming it and when its timer expires.
+  - A boot unit, C(portcullis-rollback.service), installed and enabled at the first change, restores the
+    previous files (and runs C(systemctl daemon-reload)) before the services start when the host restarts
+    with the move still armed. It does nothing while no change is armed.
+  - "Plan (reads only): refuse while another change is armed; refuse a port another process listens on (a
+    listener is the service's when one of its processes runs in O(service) or O(socket_unit)); find the line
+    (or the socket's listen entries) that sets the port; find the port the service listens on now."
+  - "Apply: back up the files it writes in C(/var/lib/portcullis/armed) and arm a systemd timer,
+    C(portcullis-rollback-<token>.timer), that restores everything after O(confirm_timeout) seconds; write
+    the line (or a socket drop-in that resets C(ListenStream) and lists the new port; the socket is never
+    masked); run O(validate); move the port in the Portcullis firewall table (each rule that opened the old
+    port opens the new one instead, with the same sources); restart (or reload) the service; wait until it
+    listens on the new port and no longer on the old one."
   - Then the controller opens a new TCP connection to the new port. If it connects, the change is committed
-    (the timer is disarmed, the firewall persisted); if not, the host rolls back at once and the task fails
-    naming the step.
+    (a moved firewall rule is persisted while the change is still armed, when the table was persisted; then
+    the timer is stopped); if not, the host rolls back at once and the task fails naming the step. A step
+    that fails after the rollback was armed rolls back at once too.
 author:
   - Portcullis contributors (@portcullis)
 extends_documentation_fragment:
@@ -159,63 +168,61 @@ steps:
   returned: always
   type: list
   elements: str
+firewall_persistence:
+  description:
+    - What committing persisted of the moved firewall rule (C(file), C(include), C(service), C(config));
+      empty when the table was not persisted or not moved.
+  returned: when changed
+  type: dict
 failed_step:
   description: The step that failed.
   returned: failure
   type: str
+rolled_back:
+  description: Whether the previous configuration was restored after a failure.
+  returned: failure after the plan
+  type: bool
+host_state:
+  description: What the host runs after a failed commit, as the host says.
+  returned: when the commit failed
+  type: str
 """
-
-import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.portcullis.hardening.plugins.module_utils._firewall import FirewallError
+from ansible_collections.portcullis.hardening.plugins.module_utils._host import Host, PortcullisError
 from ansible_collections.portcullis.hardening.plugins.module_utils._service_port import (
-    STEPS,
     ServiceHost,
-    ServicePortError,
     apply,
     commit,
     plan,
     rollback,
 )
-from ansible_collections.portcullis.hardening.plugins.module_utils._ssh_port import SshPortError
-from ansible_collections.portcullis.hardening.plugins.module_utils._transaction import TransactionError
+from ansible_collections.portcullis.hardening.plugins.module_utils._specs import (
+    SERVICE_PORT_MUTUALLY_EXCLUSIVE as MUTUALLY_EXCLUSIVE,
+    SERVICE_PORT_REQUIRED_ONE_OF as REQUIRED_ONE_OF,
+    SERVICE_PORT_REQUIRED_TOGETHER as REQUIRED_TOGETHER,
+    SERVICE_PORT_SPEC,
+)
 
-ARGUMENT_SPEC = {
-    "service": {"type": "str", "required": True},
-    "port": {"type": "int", "required": True},
-    "previous_port": {"type": "int"},
-    "path": {"type": "path"},
-    "regexp": {"type": "str"},
-    "line": {"type": "str"},
-    "socket_unit": {"type": "str"},
-    "validate": {"type": "list", "elements": "str"},
-    "restart": {"type": "str", "choices": ["restarted", "reloaded"], "default": "restarted"},
-    "manage_firewall": {"type": "bool"},
-    "probe": {"type": "bool", "default": True},
-    "probe_address": {"type": "str"},
-    "confirm_timeout": {"type": "int", "default": 60},
-    "step": {"type": "str", "choices": list(STEPS), "default": "plan"},
-    "token": {"type": "str", "no_log": False},
-}
-MUTUALLY_EXCLUSIVE = [["path", "socket_unit"]]
-REQUIRED_ONE_OF = [["path", "socket_unit"]]
-REQUIRED_TOGETHER = [["path", "regexp", "line"]]
+ARGUMENT_SPEC = SERVICE_PORT_SPEC
 
 
 def run(module):
-    host = ServiceHost(module.run_command)
+    host = ServiceHost(Host(module.run_command), check_mode=module.check_mode)
     step = module.params["step"]
     if step == "plan":
         result = plan(host, module.params)
         result.pop("_plan")
-        return result
-    if step == "apply":
-        return apply(host, module.params, os.urandom(6).hex())
-    if step == "commit":
-        return commit(host, module.params["token"])
-    return rollback(host, module.params["token"])
+    elif step == "apply":
+        result = apply(host, module.params)
+    elif step == "commit":
+        result = commit(host, module.params["token"])
+    else:
+        result = rollback(host, module.params["token"])
+    for warning in result.pop("warnings", []):
+        module.warn(warning)
+    return result
 
 
 def main():
@@ -226,8 +233,8 @@ def main():
         module.fail_json(msg="step=%s changes the host; check mode runs step=plan only" % module.params["step"])
     try:
         result = run(module)
-    except (ServicePortError, SshPortError, TransactionError, FirewallError, OSError) as exc:
-        module.fail_json(msg=str(exc), failed_step=module.params["step"])
+    except (PortcullisError, OSError) as exc:
+        module.fail_json(msg=str(exc), failed_step=module.params["step"], **getattr(exc, "details", {}))
     module.exit_json(**result)
 
 

@@ -12,21 +12,35 @@ version_added: 0.1.0
 description:
   - Moves sshd to O(port) in steps, each verified before the next, with the host's own rollback armed
     throughout. The steps are driven by the action plugin on the controller.
-  - "Plan (reads only): find sshd (on the inventory's port, else on O(port), else on O(previous_ports)); refuse a
-    port another process listens on; warn when the port is inside the kernel's ephemeral range; check that
-    C(sshd -t) accepts the configuration as it is."
-  - "Transition: arm a systemd timer that restores everything after O(confirm_timeout) seconds; label the port
-    C(ssh_port_t) where SELinux is enabled (C(semanage port), only when needed); make sshd listen on the old
-    and the new port - a drop-in of its own in C(/etc/ssh/sshd_config.d) when C(sshd_config) includes that
-    directory, else a marked block in C(sshd_config) before the first C(Match) - with every other C(Port)
-    line commented out, so no port is listed twice or lingers; validate with C(sshd -t); under C(ssh.socket)
-    activation override the socket's C(ListenStream) with a drop-in (the socket is never masked); open the
-    new port in the Portcullis firewall; reload sshd (or restart the socket) and wait until it listens."
-  - "Then the controller opens a new SSH session on the new port (no ControlMaster, same credentials) and
-    runs the next step over it: sshd listens on the new port only, the old port is closed in the firewall,
-    and sshd must listen on every address it listened on before (IPv4 and IPv6 alike). A last new
-    connection on the new port confirms the change, which disarms the timer and persists the firewall."
-  - Any failure rolls back to the previous configuration at once and names the step that failed. If the
+  - The move is one change of the collection's change engine. Every step that changes the host runs under a
+    host lock; the transition backs up every file the move may write in C(/var/lib/portcullis/armed) and
+    arms the timer C(portcullis-rollback-<token>.timer). While any change (this move, a firewall change,
+    another move) is armed, every other change on the host is refused, naming it and when its timer expires.
+  - A boot unit, C(portcullis-rollback.service), installed and enabled at the first change, restores the
+    previous configuration before C(ssh.socket), C(ssh.service), C(sshd.service) and C(nftables.service)
+    start when the host restarts with the move still armed. It does nothing while no change is armed.
+  - "Plan (reads only): find sshd (on the inventory's port, else on O(port), else on O(previous_ports)); refuse
+    while another change is armed; refuse a port another process listens on (sshd is a root process run from
+    C(/usr/sbin/sshd) or C(/usr/bin/sshd) in C(ssh.service) or C(sshd.service), whatever its name); warn when
+    the port is inside the kernel's ephemeral range; check that C(sshd -t) accepts the configuration as it is."
+  - "Transition: arm the rollback (backups and a systemd timer) that restores everything after
+    O(confirm_timeout) seconds; label the port C(ssh_port_t) where SELinux is enabled (C(semanage port), only
+    when needed); make sshd listen on the old and the new port - a drop-in of its own in
+    C(/etc/ssh/sshd_config.d) when C(sshd_config) includes that directory, else a marked block in
+    C(sshd_config) before the first C(Match) - with every other C(Port) line commented out, so no port is
+    listed twice or lingers; validate with C(sshd -t); under C(ssh.socket) activation override the socket's
+    C(ListenStream) with a drop-in (the socket is never masked); open the new port in the Portcullis
+    firewall; reload sshd (or restart the socket) and wait until it listens."
+  - "Then the controller reads, with paramiko and without logging in, the host key the server on the new port
+    presents, which must be the old port's (not compared when the connection goes through a ProxyJump or a
+    ProxyCommand; the step says so). Only then does it open a new SSH session on the new port (no
+    ControlMaster, same credentials) and run the next step over it: sshd listens on the new port only, the
+    old port is closed in the firewall, and sshd must listen on every address it listened on before (IPv4
+    and IPv6 alike). A last new connection on the new port confirms the change. The host persists the moved
+    firewall rules (when the table was persisted) while the change is still armed, then stops the timer and
+    commits."
+  - Any failure rolls back to the previous configuration at once and names the step that failed. A commit
+    that fails after the finalize is rolled back over the new port first, then over the old one. If the
     controller loses the host midway, the host's timer rolls back by itself.
   - The task returns the port to connect to in RV(ansible_port); set it as the host's C(ansible_port) (see
     the examples) so that the rest of the play uses it. A re-run with the inventory still saying the old
@@ -46,7 +60,9 @@ attributes:
     support: none
   check_mode:
     support: full
-    details: Reports the planned sshd, socket, SELinux and firewall changes (with C(--diff)) and changes nothing.
+    details:
+      - Reports the planned sshd, socket, SELinux and firewall changes (with C(--diff)) and writes nothing, not
+        even C(/run/sshd). When that directory does not exist yet, C(sshd -t) is skipped with a warning.
   diff_mode:
     support: full
   platform:
@@ -96,8 +112,14 @@ options:
   token:
     description: Set by the action plugin; do not set it.
     type: str
+requirements:
+  - paramiko on the controller, to read the host keys the old and the new port present
 notes:
   - Existing sessions survive every step (C(KillMode=process) in Debian's C(ssh.service)).
+  - Files are written through symlinks, keeping owner, group, mode and SELinux context, fsynced and renamed
+    into place. The edits of C(sshd_config) and its includes rewrite only the lines they change.
+  - The change engine, the boot unit and the fault matrix that tests them are described in
+    C(docs/reliability.md) of the collection.
   - Update the allowlist (and the inventory) afterwards; until then a firewall run keeps the new port open as the
     management port, because the play connects on it.
 seealso:
@@ -185,20 +207,29 @@ failed_step:
   returned: failure
   type: str
 rolled_back:
-  description: Whether the previous configuration was restored after a failure.
+  description:
+    - Whether the previous configuration was restored after a failure; V(null) when the host does not answer
+      and its state is unknown.
   returned: failure after the host was changed
   type: bool
+host_state:
+  description: What the host runs after a failure, as the host says, or V(unknown).
+  returned: failure, when the commit failed or the host does not answer
+  type: str
+firewall_persistence:
+  description:
+    - What committing persisted of the moved firewall rules (C(file), C(include), C(service), C(config));
+      empty when the table was not persisted or not moved.
+  returned: when the port moved
+  type: dict
 """
-
-import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.portcullis.hardening.plugins.module_utils._firewall import FirewallError
+from ansible_collections.portcullis.hardening.plugins.module_utils._host import Host, PortcullisError
+from ansible_collections.portcullis.hardening.plugins.module_utils._specs import SSH_PORT_SPEC
 from ansible_collections.portcullis.hardening.plugins.module_utils._ssh_port import (
-    STEPS,
     SshHost,
-    SshPortError,
     commit,
     finalize,
     plan,
@@ -206,19 +237,9 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._ssh_port imp
     rollback,
     transition,
 )
-from ansible_collections.portcullis.hardening.plugins.module_utils._sshd import SshdConfigError, parse_addresses
-from ansible_collections.portcullis.hardening.plugins.module_utils._transaction import TransactionError
+from ansible_collections.portcullis.hardening.plugins.module_utils._sshd import parse_addresses
 
-ARGUMENT_SPEC = {
-    "port": {"type": "int", "required": True},
-    "previous_ports": {"type": "list", "elements": "int", "default": [22]},
-    "listen_addresses": {"type": "list", "elements": "str"},
-    "manage_firewall": {"type": "bool"},
-    "selinux": {"type": "str", "choices": ["auto", "true", "false"], "default": "auto"},
-    "confirm_timeout": {"type": "int", "default": 120},
-    "step": {"type": "str", "choices": list(STEPS), "default": "plan"},
-    "token": {"type": "str", "no_log": False},
-}
+ARGUMENT_SPEC = SSH_PORT_SPEC
 
 
 def run(module):
@@ -226,14 +247,14 @@ def run(module):
     if params["listen_addresses"] is not None:
         # One spelling per address ("[2001:db8::1]", "2001:DB8::1" -> "2001:db8::1"), so re-runs compare equal.
         params["listen_addresses"] = [str(address) for address in parse_addresses(params["listen_addresses"])]
-    host = SshHost(module.run_command)
+    host = SshHost(Host(module.run_command), check_mode=module.check_mode)
     step = params["step"]
     if step == "plan":
         result = result_json(plan(host, params))
     elif step == "transition":
-        result = result_json(transition(host, params, os.urandom(6).hex()))
+        result = result_json(transition(host, params))
     elif step == "finalize":
-        result = finalize(host, params, params["token"])
+        result = finalize(host, params["token"])
     elif step == "commit":
         result = commit(host, params["token"])
     else:
@@ -249,8 +270,8 @@ def main():
         module.fail_json(msg="step=%s changes the host; check mode runs step=plan only" % module.params["step"])
     try:
         result = run(module)
-    except (SshPortError, SshdConfigError, TransactionError, FirewallError, OSError) as exc:
-        module.fail_json(msg=str(exc), failed_step=module.params["step"])
+    except (PortcullisError, ValueError, OSError) as exc:  # ValueError: SshdConfigError
+        module.fail_json(msg=str(exc), failed_step=module.params["step"], **getattr(exc, "details", {}))
     module.exit_json(**result)
 
 

@@ -16,6 +16,7 @@ from ansible_collections.portcullis.hardening.plugins.plugin_utils._reports impo
     KINDS,
     SEVERITIES,
     found_by,
+    printable_report,
     probed,
     processes_text,
     where,
@@ -267,7 +268,9 @@ def _controls_legend(report):
 
 
 def render_html(report):
-    """The report as one HTML document, findings first, then each host."""
+    """The report as one HTML document, findings first, then each host (host text with control characters
+    escaped: html.escape leaves them, and bidi controls could reorder what the page shows)."""
+    report = printable_report(report)
     anchors = {host: "host-%d" % number for number, host in enumerate(report["hosts"], 1)}
     generated = report["generated_at"].replace("T", " ").replace("Z", " UTC")
     tool = "%s %s" % (report["tool"]["name"], report["tool"]["version"])

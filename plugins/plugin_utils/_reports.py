@@ -6,6 +6,10 @@
 
 Private to the collection: pure functions, used by the audit_report filter. The HTML rendering is in
 _report_html. Same input, same output: nothing here reads the clock or depends on dict order.
+
+Everything in a host's result is the host's word, so the renderings people read start from printable_report()
+(text and JUnit here, HTML in the audit_report filter): a process named "\\x1b]0;...\\x07" cannot drive the
+reader's terminal. JSON and SARIF keep the data as it is (json.dumps escapes the C0 controls).
 """
 
 from __future__ import annotations
@@ -14,11 +18,11 @@ import copy
 import datetime
 import hashlib
 import json
-import re
 import xml.etree.ElementTree as ET
 from typing import NamedTuple
 from urllib.parse import quote
 
+from ansible_collections.portcullis.hardening.plugins.module_utils._text import printable
 from ansible_collections.portcullis.hardening.plugins.plugin_utils._table import align
 
 SCHEMA_VERSION = 1
@@ -70,8 +74,6 @@ KINDS = {
 KIND_ORDER = tuple(KINDS)
 # JUnit test cases every audited host gets, findings or not: these checks concern no allowlist entry.
 STANDING_CHECKS = ("unexpected_listener", "reachable_not_allowed")
-
-_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def _utc_timestamp(generated_at):
@@ -133,12 +135,24 @@ def build_report(results_by_host, generated_at, tool_version):
     }
 
 
+def printable_report(report):
+    """The report with every text in it, keys included, made printable (_text.printable)."""
+    if isinstance(report, str):
+        return printable(report)
+    if isinstance(report, dict):
+        return {printable_report(key): printable_report(value) for key, value in report.items()}
+    if isinstance(report, (list, tuple)):
+        return [printable_report(item) for item in report]
+    return report
+
+
 def render_json(report):
     return json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def render_text(report):
     """For a console: the fleet's summary, every finding worse than info, and the hosts not audited."""
+    report = printable_report(report)
     summary = report["summary"]
     lines = ["%d hosts: %d compliant, %d not compliant, %d not audited; findings: %s" % (
         summary["hosts"], summary["compliant"], summary["noncompliant"], summary["unreachable"],
@@ -216,11 +230,6 @@ def probed(probe):
     return probe is not None and probe.get("enabled", True)
 
 
-def _xml(text):
-    """Text safe for XML 1.0: characters it cannot carry become \\xNN."""
-    return _XML_INVALID.sub(lambda match: "\\x%02x" % ord(match.group()), str(text))
-
-
 # --- JUnit XML ------------------------------------------------------------------------------------
 
 def _groups(entry):
@@ -259,28 +268,32 @@ def _test_cases(entry):
 
 
 def _add_case(suite, host, name, failing, infos, skipped_because):
-    case = ET.SubElement(suite, "testcase", {"classname": _xml(host), "name": _xml(name), "time": "0"})
+    case = ET.SubElement(suite, "testcase", {"classname": host, "name": name, "time": "0"})
     if failing:
         ET.SubElement(case, "failure", {
-            "message": _xml("[%s] %s" % (failing["severity"], failing["message"])), "type": failing["kind"],
-        }).text = _xml(finding_details(failing))
+            "message": "[%s] %s" % (failing["severity"], failing["message"]), "type": failing["kind"],
+        }).text = finding_details(failing)
     elif skipped_because:
         ET.SubElement(case, "skipped", {"message": skipped_because})
     if infos:
-        ET.SubElement(case, "system-out").text = _xml("\n\n".join(finding_details(item) for item in infos))
+        ET.SubElement(case, "system-out").text = "\n\n".join(finding_details(item) for item in infos)
 
 
 def render_junit(report):
-    """JUnit XML: a test suite per host, test cases per allowlist entry and host-wide check (see _test_cases)."""
+    """JUnit XML: a test suite per host, test cases per allowlist entry and host-wide check (see _test_cases).
+
+    Printable text is valid XML 1.0 too: no character of the host's breaks the file.
+    """
+    report = printable_report(report)
     timestamp = report["generated_at"].rstrip("Z")
     root = ET.Element("testsuites", {"name": "portcullis audit"})
     totals = dict.fromkeys(("tests", "failures", "errors", "skipped"), 0)
     for host, entry in report["hosts"].items():
-        suite = ET.SubElement(root, "testsuite", {"name": _xml(host), "hostname": _xml(host), "timestamp": timestamp})
+        suite = ET.SubElement(root, "testsuite", {"name": host, "hostname": host, "timestamp": timestamp})
         counts = dict.fromkeys(totals, 0)
         if entry["error"] is not None:
-            case = ET.SubElement(suite, "testcase", {"classname": _xml(host), "name": "audited", "time": "0"})
-            ET.SubElement(case, "error", {"message": _xml(entry["error"]), "type": entry["status"]}).text = _xml(
+            case = ET.SubElement(suite, "testcase", {"classname": host, "name": "audited", "time": "0"})
+            ET.SubElement(case, "error", {"message": entry["error"], "type": entry["status"]}).text = (
                 "%s could not be audited (%s): %s" % (host, entry["status"], entry["error"]))
             counts.update(tests=1, errors=1)
         else:

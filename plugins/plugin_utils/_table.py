@@ -4,10 +4,13 @@
 
 """Render discovered listeners of a fleet as a plain-text table for people.
 
-Private to the collection: pure functions, used by the listener_table filter.
+Private to the collection: pure functions, used by the listener_table filter. Every cell is printable
+(_text.printable): names, command lines and units come from the host.
 """
 
 from __future__ import annotations
+
+from ansible_collections.portcullis.hardening.plugins.module_utils._text import printable
 
 COLUMNS = ("HOST", "PROTO", "ADDRESS", "PORT", "REACH", "USER", "PROCESS", "UNIT")
 
@@ -50,11 +53,13 @@ def _processes(listener):
 
 
 def listener_rows(host, listeners):
+    """A row of printable cells per listener."""
     rows = []
     for listener in listeners:
         process, unit = _processes(listener)
-        rows.append((host, listener["protocol"], _bracketed(listener), str(listener["port"]),
-                     reach(listener), listener.get("user") or "-", process, unit))
+        rows.append(tuple(printable(cell) for cell in (
+            host, listener["protocol"], _bracketed(listener), listener["port"], reach(listener),
+            listener.get("user") or "-", process, unit)))
     return rows
 
 
@@ -67,9 +72,9 @@ def render_table(listeners_by_host):
         if isinstance(listeners, list):
             rows.extend(listener_rows(host, listeners))
             if not listeners:
-                notes.append("%s: nothing listens" % host)
+                notes.append("%s: nothing listens" % printable(host))
         else:
-            notes.append("%s: not discovered (%s)" % (host, listeners or "unreachable or failed"))
+            notes.append("%s: not discovered (%s)" % (printable(host), printable(listeners or "unreachable or failed")))
     lines = align(COLUMNS, rows)
     hosts = sum(1 for value in listeners_by_host.values() if isinstance(value, list))
     lines.append("")

@@ -109,10 +109,9 @@ def test_foreign_tables_byte_identical(host):
 
 
 def test_nothing_left_to_roll_back(host):
-    assert "portcullis-firewall-rollback" not in host.check_output("systemctl list-timers --all")
-    assert host.check_output("systemctl list-units --all --plain --no-legend 'portcullis-firewall-rollback*'") == ""
-    leftovers = [name for name in host.file("/var/lib/portcullis").listdir() if name.startswith("pending-")]
-    assert leftovers == []
+    assert "portcullis-rollback-" not in host.check_output("systemctl list-timers --all")
+    assert host.check_output("systemctl list-units --all --plain --no-legend 'portcullis-rollback-*'") == ""
+    assert "armed" not in host.file("/var/lib/portcullis").listdir()
 
 
 @pytest.mark.parametrize("protocol, port", [("tcp", 7070), ("udp", 7071)])

@@ -129,13 +129,14 @@ def test_firewall_moved_with_sshd_and_persisted(remote, release):
 def test_the_move_kept_every_address_and_left_nothing_behind(remote, release, saved):
     assert saved["changed"] is True
     assert saved["found_on"] == OLD_PORTS[release][-1]
-    assert saved["steps"][1:] == ["plan", "transition", "new connection on %d" % NEW_PORT, "finalize", "commit"]
+    assert [step.partition(":")[0] for step in saved["steps"][1:]] == [
+        "plan", "transition", "host key on %d" % NEW_PORT, "new connection on %d" % NEW_PORT, "finalize", "commit"]
     old = ":%d" % OLD_PORTS[release][-1]
     assert sorted(address.replace(old, ":%d" % NEW_PORT) for address in saved["listening_before"]) \
         == sorted(saved["listening_after"])
     assert saved["old_port_closed"] == {str(OLD_PORTS[release][-1]): True}
     assert saved["socket_activated"] is (release == "bookworm")
     assert saved["firewall"]["managed"] is (release == "bookworm")
-    leftovers = remote.ssh("ls -d /var/lib/portcullis/ssh-port-* 2>/dev/null; systemctl list-units --all --plain "
-                           "--no-legend 'portcullis-ssh-port*'", check=False).stdout
+    leftovers = remote.ssh("ls -d /var/lib/portcullis/armed 2>/dev/null; systemctl list-units --all --plain "
+                           "--no-legend 'portcullis-rollback-*'", check=False).stdout
     assert leftovers.strip() == ""

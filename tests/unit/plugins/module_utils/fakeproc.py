@@ -14,6 +14,9 @@ UDP_HEADER = ("   sl  local_address rem_address   st tx_queue rx_queue tr tm->wh
               "   uid  timeout inode ref pointer drops")
 ZERO4 = "00000000:0000"
 ZERO6 = "00000000000000000000000000000000:0000"
+# Where the programs a fixture names live on a Debian host; any other name runs from /usr/bin.
+EXECUTABLES = {"sshd": "/usr/sbin/sshd", "systemd": "/usr/lib/systemd/systemd"}
+DEFAULT = object()
 
 
 def row(slot, local, remote, state, uid, inode):
@@ -34,7 +37,9 @@ class FakeProc:
         return self
 
     def process(self, pid, name, inodes, cgroup="0::/system.slice/%s.service\n", cmdline=None,
-                other_fds=("/dev/null", "pipe:[77]", "anon_inode:[eventpoll]")):
+                other_fds=("/dev/null", "pipe:[77]", "anon_inode:[eventpoll]"), uid=0, exe=DEFAULT):
+        """A pid dir. By default the process runs as root from EXECUTABLES (or /usr/bin/<name>);
+        uid=None leaves out the status file, exe=None the exe link (as for a kernel thread)."""
         base = os.path.join(self.root, str(pid))
         os.makedirs(os.path.join(base, "fd"))
         targets = list(other_fds) + ["socket:[%d]" % inode for inode in inodes]
@@ -44,6 +49,13 @@ class FakeProc:
         self.write("%d/cmdline" % pid, "\0".join(cmdline or [name]) + "\0")
         if cgroup is not None:
             self.write("%d/cgroup" % pid, cgroup.replace("%s", name))
+        if uid is not None:
+            self.write("%d/status" % pid, "Name:\t%s\nUmask:\t0022\nState:\tS (sleeping)\nPid:\t%d\n"
+                       "Uid:\t%d\t%d\t%d\t%d\nGid:\t%d\t%d\t%d\t%d\n" % ((name, pid) + (uid,) * 8))
+        if exe is DEFAULT:
+            exe = EXECUTABLES.get(name, "/usr/bin/" + name)
+        if exe is not None:
+            os.symlink(exe, os.path.join(base, "exe"))
         return self
 
     def write(self, relative, text):

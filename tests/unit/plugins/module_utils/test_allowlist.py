@@ -10,6 +10,8 @@ import pytest
 
 from ansible_collections.portcullis.hardening.plugins.module_utils._allowlist import (
     AllowlistError,
+    management_gap,
+    opens_port,
     parse_allowlist,
 )
 
@@ -106,10 +108,49 @@ def test_errors_name_the_option_the_entries_came_in():
     assert str(error.value) == "portcullis_allowlist[0].port: 0 is outside 1-65535"
 
 
-def test_mapped_sources_read_the_same_on_every_python():
-    rule = parse_allowlist([{"port": 22, "family": "ipv6", "sources": ["::ffff:10.0.0.0/104"]}])[0]
-    assert rule.as_dict()["sources"] == ["::ffff:10.0.0.0/104"]
-    assert rule.describe() == "tcp/22 ipv6 from ::ffff:10.0.0.0/104"
+@pytest.mark.parametrize("entry, message", [
+    ({"port": 22, "sources": ["::ffff:192.0.2.0/120"]},
+     "allow[1].sources[0]: '::ffff:192.0.2.0/120' is an IPv4-mapped IPv6 address, which no packet has as its "
+     "source; write it as IPv4: 192.0.2.0/24"),
+    ({"port": 22, "sources": ["10.0.0.0/8", "::ffff:10.0.0.1"]},
+     "allow[1].sources[1]: '::ffff:10.0.0.1' is an IPv4-mapped IPv6 address, which no packet has as its source; "
+     "write it as IPv4: 10.0.0.1"),
+    ({"port": 22, "sources": ["::ffff:10.0.0.1/128"]}, "write it as IPv4: 10.0.0.1/32"),
+    ({"port": 22, "sources": ["::ffff:0:0/96"]}, "write it as IPv4: 0.0.0.0/0"),
+    ({"port": 22, "sources": ["::ffff:10.0.0.0/104"]}, "write it as IPv4: 10.0.0.0/8"),
+    ({"port": 22, "sources": [" ::FFFF:C000:0200/120 "]}, "write it as IPv4: 192.0.2.0/24"),
+    ({"port": 22, "sources": ["::ffff:192.0.2.1/120"]}, "write it as IPv4: 192.0.2.0/24"),  # host bits too
+    ({"port": 22, "family": "ipv6", "sources": ["::ffff:192.0.2.0/120"]},
+     "write it as IPv4: 192.0.2.0/24 (with family: ipv4 or any)"),
+    ({"port": 22, "family": "ipv4", "sources": ["::ffff:192.0.2.0/120"]}, "write it as IPv4: 192.0.2.0/24"),
+])
+def test_ipv4_mapped_sources_are_refused_with_their_ipv4_spelling(entry, message):
+    """An IPv4 client reaches the host as IPv4: an `ip6 saddr ::ffff:...` rule would never match."""
+    with pytest.raises(AllowlistError) as error:
+        parse_allowlist([{"port": 80}, entry], name="allow")
+    text = str(error.value)
+    assert text.startswith("allow[1].sources[") and message in text, text
+
+
+@pytest.mark.parametrize("source", ["::ffff:0:0:0/96", "64:ff9b::/96", "::/0", "::/96", "2001:db8::/32"])
+def test_ipv6_networks_that_are_not_ipv4_mapped_stay_allowed(source):
+    assert parse_allowlist([{"port": 22, "sources": [source]}])[0].as_dict()["sources"] == [source]
+
+
+@pytest.mark.parametrize("entries, message", [
+    ([{"port": "+22"}], "allowlist[0].port: '+22' is not a port number or a LOW-HIGH range"),
+    ([{"port": "2_2"}], "allowlist[0].port: '2_2' is not a port number or a LOW-HIGH range"),
+    ([{"port": "\uff12\uff12"}], "is not a port number or a LOW-HIGH range"),  # fullwidth digits
+    ([{"port": "20-+30"}], "allowlist[0].port: '20-+30' is not a port number or a LOW-HIGH range"),
+    ([{"port": 22, "sources": ["fe80::%eth0/64"]}],
+     "allowlist[0].sources[0]: 'fe80::%eth0/64' names a zone (%eth0): a source is a network, not an interface"),
+    ([{"port": 22, "sources": ["fe80::1%2"]}], "allowlist[0].sources[0]: 'fe80::1%2' names a zone (%2)"),
+    ([{"port": 22, 1: "x", "b": 2}], "allowlist[0].1: 'x' is not an allowlist field"),  # keys of two types
+])
+def test_input_python_would_take_but_nft_or_people_would_not(entries, message):
+    with pytest.raises(AllowlistError) as error:
+        parse_allowlist(entries)
+    assert message in str(error.value), str(error.value)
 
 
 def test_sources_membership_by_family():
@@ -118,3 +159,96 @@ def test_sources_membership_by_family():
     assert rule.allows_source(ipaddress.ip_address("2001:db8::7"))
     assert not rule.allows_source(ipaddress.ip_address("192.0.2.1"))
     assert parse_allowlist([{"port": 22}])[0].allows_source(ipaddress.ip_address("192.0.2.1"))
+    assert rule.allows_source(ipaddress.ip_address("::ffff:10.1.2.3"))  # the IPv4 client 10.1.2.3
+    assert not rule.allows_source(ipaddress.ip_address("::ffff:192.0.2.1"))
+
+
+@pytest.mark.parametrize("entry, families", [
+    ({"port": 22}, ("ipv4", "ipv6")),
+    ({"port": 22, "family": "ipv6"}, ("ipv6",)),
+    ({"port": 22, "sources": ["10.0.0.0/8"]}, ("ipv4",)),
+    ({"port": 22, "sources": ["10.0.0.0/8", "2001:db8::/32"]}, ("ipv4", "ipv6")),
+    ({"port": 22, "family": "ipv4", "sources": ["10.0.0.0/8"]}, ("ipv4",)),
+    ({"port": 22, "bind": "loopback"}, ()),
+])
+def test_families_an_entry_opens_to_the_network(entry, families):
+    assert parse_allowlist([entry])[0].families() == families
+
+
+SSH_FROM_10 = {"port": 22, "sources": ["10.0.0.0/8"], "comment": "SSH from the admin network"}
+
+
+@pytest.mark.parametrize("entries, port, family, source, expected", [
+    # open to everyone: whatever is known of the connection
+    ([{"port": 22}], 22, None, None, None),
+    ([{"port": 22}], 22, "ipv6", None, None),
+    ([{"port": 22}], 22, None, "192.0.2.10", None),
+    ([{"port": "20-30"}], 22, None, None, None),
+    ([{"port": 22, "family": "ipv4"}, {"port": 22, "family": "ipv6"}], 22, None, None, None),  # two halves
+    ([{"port": 22, "family": "ipv6"}], 22, "ipv6", None, None),
+    ([{"port": 22, "family": "ipv6"}], 22, None, "2001:db8::5", None),
+    ([{"port": 22, "family": "ipv6"}], 22, "ipv6", "fe80::1%eth0", None),
+    ([{"port": 80}, SSH_FROM_10], 22, None, "10.1.2.3", None),
+    ([SSH_FROM_10], 22, "ipv6", "::ffff:10.1.2.3", None),  # an IPv4 client as a dual-stack sshd sees it
+    ([{"port": 22, "sources": ["10.0.0.0/8", "2001:db8::/32"]}], 22, None, "2001:db8::1", None),
+    ([{"port": 2222}], 2222, "ipv4", "192.0.2.10", None),
+    # a client on the host itself: loopback passes as a whole
+    ([], 22, None, "127.0.0.1", None),
+    ([{"port": 22, "bind": "loopback"}], 22, "ipv6", "::1", None),
+    # nothing opens the port
+    ([], 22, None, None, "no allow entry opens 22/tcp"),
+    ([{"port": 22, "protocol": "udp"}, {"port": 2222}], 22, "ipv4", "192.0.2.10", "no allow entry opens 22/tcp"),
+    # the family falls short
+    ([{"port": 22, "family": "ipv6"}], 22, "ipv4", None,
+     "allow[0] opens 22/tcp for IPv6 only, but this connection uses IPv4"),
+    ([{"port": 22, "family": "ipv6"}], 22, None, "192.0.2.10",
+     "allow[0] opens 22/tcp for IPv6 only, but this connection uses IPv4"),
+    ([{"port": 22, "family": "ipv6"}], 22, "ipv6", "::ffff:192.0.2.10",
+     "allow[0] opens 22/tcp for IPv6 only, but this connection uses IPv4"),
+    ([{"port": 22, "family": "ipv6"}], 22, None, None,
+     "allow[0] opens 22/tcp for IPv6 only, and this connection's family is not known (it may use IPv4)"),
+    ([{"port": 22, "family": "ipv4"}], 22, None, None,
+     "allow[0] opens 22/tcp for IPv4 only, and this connection's family is not known (it may use IPv6)"),
+    ([{"port": 22, "sources": ["2001:db8::/32"]}], 22, None, "192.0.2.10",
+     "allow[0] opens 22/tcp for IPv6 only, but this connection uses IPv4"),
+    # the sources fall short
+    ([{"port": 80}, {"port": 443}, SSH_FROM_10], 22, None, "192.0.2.10",
+     "allow[2] opens 22/tcp only from 10.0.0.0/8, which does not include the controller's address 192.0.2.10"),
+    ([SSH_FROM_10], 22, "ipv4", None,
+     "allow[0] opens 22/tcp only from 10.0.0.0/8, and the controller's address is not known"),
+    ([{"port": 22, "sources": ["10.0.0.0/8", "192.168.0.0/16", "2001:db8::/32"]}], 22, None, "192.0.2.10",
+     "allow[0] opens 22/tcp only from 10.0.0.0/8, 192.168.0.0/16, which do not include the controller's "
+     "address 192.0.2.10"),
+    ([{"port": 22, "sources": ["10.0.0.0/8", "2001:db8::/32"]}], 22, None, None,
+     "allow[0] opens 22/tcp only from 10.0.0.0/8, and the controller's address is not known"),
+    # loopback-only entries open nothing to the network
+    ([{"port": 22, "bind": "loopback"}], 22, None, "192.0.2.10",
+     "allow[0] opens 22/tcp to local clients only (bind: loopback)"),
+    # every entry that falls short, each with its reason
+    ([{"port": 22, "family": "ipv6"}, {"port": 22, "family": "ipv4", "sources": ["10.0.0.0/8"]}], 22, None,
+     "192.0.2.10", "allow[0] opens 22/tcp for IPv6 only, but this connection uses IPv4; allow[1] opens 22/tcp "
+     "only from 10.0.0.0/8, which does not include the controller's address 192.0.2.10"),
+])
+def test_management_gap(entries, port, family, source, expected):
+    assert management_gap(parse_allowlist(entries), port, family, source) == expected
+
+
+def test_management_gap_protocol_and_option_name():
+    rules = parse_allowlist([{"port": 53, "protocol": "udp", "family": "ipv4"}])
+    assert management_gap(rules, 53, "ipv4", protocol="udp") is None
+    assert management_gap(rules, 53, "ipv6", protocol="udp", name="portcullis_allowlist") == (
+        "portcullis_allowlist[0] opens 53/udp for IPv4 only, but this connection uses IPv6")
+    assert opens_port(rules, "udp", 53) and not opens_port(rules, "tcp", 53)
+
+
+@pytest.mark.parametrize("family, source, message", [
+    ("any", None, "family: 'any' must be ipv4, ipv6 or None (not known)"),
+    (None, "controller.example.org", "source: 'controller.example.org' is not an IP address"),
+    (None, 3232235786, "source: 3232235786 is not an IP address"),
+    ("ipv6", "192.0.2.10", "source: '192.0.2.10' is IPv4 but family is ipv6"),
+    ("ipv4", "2001:db8::1", "source: '2001:db8::1' is IPv6 but family is ipv4"),
+])
+def test_management_gap_refuses_what_it_cannot_read(family, source, message):
+    with pytest.raises(AllowlistError) as error:
+        management_gap([], 22, family, source)
+    assert str(error.value) == message

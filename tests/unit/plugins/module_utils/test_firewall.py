@@ -2,7 +2,12 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""The firewall's host side through one command seam: plan, apply with rollback, confirm, remove."""
+"""The firewall's host side on the change engine: plan, apply under an armed rollback, confirm (persist while armed,
+then commit), persistence where nftables.service loads it, state=absent, check mode, the management port guard.
+
+Real files under a temporary root and the rollback script run for real (fakehost.py), with the nft model: the
+live table is what the last `nft -f` created, whether the module or the rollback script loaded it.
+"""
 
 from __future__ import annotations
 
@@ -11,25 +16,65 @@ import os
 
 import pytest
 
-from ansible_collections.portcullis.hardening.plugins.module_utils import _firewall
 from ansible_collections.portcullis.hardening.plugins.module_utils._allowlist import parse_allowlist
 from ansible_collections.portcullis.hardening.plugins.module_utils._firewall import (
+    NEW_CONF,
+    PERSIST_FILE,
+    STATE_FILE,
     FirewallError,
-    Host,
-    apply_table,
-    confirm,
+    Nftables,
+    exec_start_config,
+    persisted_paths,
+    persistence_plan,
     plan,
     remove,
+    sha256,
 )
 from ansible_collections.portcullis.hardening.plugins.module_utils._nftables import (
+    INCLUDE_MARKER,
     apply_script,
     normalise_listing,
+    removal_script,
     render_table,
 )
+from ansible_collections.portcullis.hardening.plugins.module_utils._specs import FIREWALL_SPEC
+from ansible_collections.portcullis.hardening.plugins.module_utils._systemd import parse_show
+from ansible_collections.portcullis.hardening.plugins.module_utils._transaction import (
+    ARMED,
+    BOOT_UNIT_PATH,
+    HISTORY,
+    RUN_DIR,
+    STATE_DIR,
+    ChangePending,
+    Engine,
+    RolledBack,
+    TransactionError,
+)
+from ansible_collections.portcullis.hardening.plugins.modules import firewall as firewall_module
+from ansible_collections.portcullis.hardening.plugins.modules.firewall import apply, confirm, management
+from ansible_collections.portcullis.hardening.plugins.plugin_utils._action import validated
+
+from .fakehost import NFT_JSON_LIST, NFT_LIST, fake_host, host_file, read_host_file, tree, write_host_file
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "nft")
-ABSENT = (1, "", "Error: No such file or directory\nlist table inet portcullis\n                ^^^^^^^^^^\n")
 TOKEN = "0123456789ab"
+SERVICE = "nftables.service"
+
+
+def unit(config_argv):
+    """`systemctl show nftables.service --property=LoadState --property=ExecStart` of a unit loading `config_argv`."""
+    return ("LoadState=loaded\nExecStart={ path=/usr/sbin/nft ; argv[]=%s ; ignore_errors=no ; start_time=[n/a] ; "
+            "stop_time=[n/a] ; pid=0 ; code=(null) ; status=0/0 }\n" % config_argv)
+
+
+DEBIAN_UNIT = unit("/usr/sbin/nft -f /etc/nftables.conf")
+RHEL_UNIT = unit("/sbin/nft -f /etc/sysconfig/nftables.conf")
+DEBIAN_CONF = "#!/usr/sbin/nft -f\n\nflush ruleset\n\ntable inet filter {\n}\n"
+RHEL_CONF = "# Uncomment the include statement here to load the default config sample.\n"
+DESIRED = render_table(parse_allowlist([{"port": 8080}]), "drop", [22], False)
+OTHER = render_table(parse_allowlist([{"port": 8081}]), "drop", [22], False)
+# What the engine leaves on a host whatever happens: its state, its lock, its boot unit.
+ENGINE_PATHS = (STATE_DIR, RUN_DIR, BOOT_UNIT_PATH)
 
 
 def fixture(name):
@@ -37,192 +82,538 @@ def fixture(name):
         return handle.read()
 
 
-class FakeHost:
-    """Answers commands like a Debian host; records every argument list."""
+class Firewall:
+    """A host with nftables installed as `unit_text` says, `conf` at the path it loads, the live table `table`."""
 
-    def __init__(self, live_json=None, live_text=None, fail=()):
-        self.calls = []
-        self.live_json = live_json
-        self.live_text = live_text
-        self.fail = set(fail)
-        self.timer_active = False
-        self.enabled = False
+    def __init__(self, root, unit_text=DEBIAN_UNIT, conf=DEBIAN_CONF, table=None, enabled=False):
+        self.root = root
+        self.host, self.system = fake_host(root)
+        self.system.with_nft(table).track_enabled(*([SERVICE] if enabled else []))
+        self.system.respond(["systemctl", "show", SERVICE], out=unit_text)
+        self.config = exec_start_config(parse_show(unit_text))
+        if conf is not None and self.config:
+            write_host_file(root, self.config, conf)
+        self.nft = Nftables(self.host)
+        self.engine = Engine(self.host, lock_wait=1, rollback_wait=2)
 
-    def run(self, argv):
-        self.calls.append(list(argv))
-        key = " ".join(argv[:3])
-        if key in self.fail:
-            return 1, "", "Error: boom"
-        if argv[:4] == ["nft", "-j", "list", "table"]:
-            return (0, self.live_json, "") if self.live_json else ABSENT
-        if argv[:3] == ["nft", "list", "table"]:
-            return (0, self.live_text, "") if self.live_text else ABSENT
-        if argv[:2] == ["systemd-run", "--unit"]:
-            self.timer_active = True
-        if argv[:3] == ["systemctl", "is-active", "--quiet"]:
-            return (0 if self.timer_active else 3), "", ""
-        if argv[:2] == ["systemctl", "stop"]:
-            self.timer_active = False
-        if argv[:3] == ["systemctl", "is-enabled", "--quiet"]:
-            return (0 if self.enabled else 1), "", ""
-        if argv[:2] == ["systemctl", "enable"]:
-            self.enabled = True
-        return 0, "", ""
+    def apply(self, desired=DESIRED, **overrides):
+        warnings = []
+        result = apply(self.engine, self.nft, params(**overrides), desired, {}, warnings)
+        return result, warnings
 
+    def confirm(self, token, desired=DESIRED, **overrides):
+        return confirm(self.engine, self.nft, params(confirm=token, **overrides), desired)
 
-@pytest.fixture(autouse=True)
-def paths(tmp_path, monkeypatch):
-    """Point every path of the module at a temporary tree."""
-    monkeypatch.setattr(_firewall, "STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setattr(_firewall, "STATE_FILE", str(tmp_path / "state" / "firewall.json"))
-    monkeypatch.setattr(_firewall, "PERSIST_FILE", str(tmp_path / "etc" / "nftables.d" / "portcullis.nft"))
-    monkeypatch.setattr(_firewall, "NFTABLES_CONF", str(tmp_path / "etc" / "nftables.conf"))
-    os.makedirs(str(tmp_path / "etc"))
-    (tmp_path / "etc" / "nftables.conf").write_text("#!/usr/sbin/nft -f\n\nflush ruleset\n\ntable inet filter {\n}\n")
-    return tmp_path
+    def read(self, path):
+        return read_host_file(self.root, path)
+
+    def state(self):
+        text = self.read(STATE_FILE)
+        return json.loads(text) if text else None
+
+    def script_log(self):
+        return self.system.script_commands()
 
 
-DESIRED = render_table(parse_allowlist([{"port": 8080}]), "drop", [22], False)
+def params(**overrides):
+    return validated(dict({"allow": [{"port": 8080}]}, **overrides), FIREWALL_SPEC)
 
 
-def test_plan_without_a_table_is_a_change():
-    fake = FakeHost()
-    assert plan(DESIRED, Host(fake.run)) == {"live_text": None, "table_changed": True}
-    assert fake.calls == [["nft", "-j", "list", "table", "inet", "portcullis"]]
+@pytest.fixture
+def fw(tmp_path):
+    return Firewall(tmp_path)
 
 
-def test_apply_arms_the_rollback_first_then_applies_and_records(paths):
-    fake = FakeHost()
-    rollback = apply_table(DESIRED, Host(fake.run), None, 45, TOKEN)
-    state = str(paths / "state")
-    assert rollback == {"token": TOKEN, "unit": "portcullis-firewall-rollback-" + TOKEN, "timeout": 45}
-    assert fake.calls == [
-        ["nft", "-c", "-f", state + "/pending-%s.nft" % TOKEN],
-        ["nft", "-c", "-f", state + "/rollback-%s.nft" % TOKEN],
-        ["systemd-run", "--unit", "portcullis-firewall-rollback-" + TOKEN, "--on-active=45s",
-         "--timer-property=AccuracySec=1s", "--description",
-         "Portcullis: restore the previous firewall unless the change is confirmed",
-         "nft", "-f", state + "/rollback-%s.nft" % TOKEN],
-        ["nft", "-f", state + "/pending-%s.nft" % TOKEN],
-        ["nft", "-j", "list", "table", "inet", "portcullis"],
-    ]
+def the_only_finished(fw):
+    tokens = os.listdir(host_file(fw.root, HISTORY))
+    assert len(tokens) == 1
+    return fw.engine.finished(tokens[0])
+
+
+# --- plan -------------------------------------------------------------------------------------------------------
+
+def test_plan_without_a_table_is_a_change(fw):
+    assert plan(DESIRED, fw.nft) == {"live_text": None, "table_changed": True}
+    assert fw.system.calls == [NFT_JSON_LIST]
+
+
+@pytest.mark.parametrize("listing, desired, changed", [
+    ("reject-nft-1.0.6.json", DESIRED, False),
+    ("reject-nft-1.0.6-rehandled.json", DESIRED, False),  # handles differ, rules are the same
+    ("reject-nft-1.0.6-added.json", DESIRED, True),  # a rule added by hand: drift, the next run re-applies
+    ("reject-nft-1.0.6.json", OTHER, True),  # another allowlist
+])
+def test_idempotence_is_judged_on_the_live_listing(tmp_path, listing, desired, changed):
+    fw = Firewall(tmp_path)
+    fw.system.respond(NFT_JSON_LIST, out=fixture("reject-nft-1.0.6.json"))
+    fw.system.respond(NFT_LIST, out=fixture("reject-nft-1.0.6.txt"))
+    fw.apply(confirm_timeout=0, persist=False)  # without commit-confirm: no timer
+    assert not any(argv[0] == "systemd-run" for argv in fw.system.calls)
+    assert fw.state()["live"] == normalise_listing(fixture("reject-nft-1.0.6.json"))
+    assert fw.state()["desired_sha256"] == sha256(DESIRED)
+    fw.system.respond(NFT_JSON_LIST, out=fixture(listing))
+    assert plan(desired, fw.nft)["table_changed"] is changed
+
+
+def test_a_table_applied_and_reloaded_with_new_handles_is_unchanged(fw):
+    result, _warnings = fw.apply()
+    assert plan(DESIRED, fw.nft) == {"live_text": DESIRED, "table_changed": False}
+    fw.system.with_nft(DESIRED)  # loaded again (a reboot): same rules, new handles
+    fw.system.nft_loads += 5
+    assert plan(DESIRED, fw.nft)["table_changed"] is False
+    assert plan(OTHER, fw.nft)["table_changed"] is True
+    assert result["rollback"]["token"]
+
+
+# --- apply ------------------------------------------------------------------------------------------------------
+
+def test_apply_validates_then_arms_the_rollback_before_it_loads_the_new_table(fw):
+    timers_when_loading = []
+    fw.system.hook(["nft", "-f"], lambda _argv: timers_when_loading.append(sorted(fw.system.timers)))
+    result, warnings = fw.apply(confirm_timeout=45)
+    assert timers_when_loading == [[result["rollback"]["unit"]]]  # the timer was armed when the table changed
+    token = result["rollback"]["token"]
+    calls = fw.system.calls
+    validate = [number for number, argv in enumerate(calls) if argv[:3] == ["nft", "-c", "-f"]]
+    timer = [number for number, argv in enumerate(calls) if argv[0] == "systemd-run" and "--on-active=45s" in argv]
+    load = [number for number, argv in enumerate(calls) if argv[:2] == ["nft", "-f"]]
+    assert len(timer) == 1 and len(load) == 1 and validate
+    assert validate[0] < timer[0] < load[0]
+    assert result["confirmed"] is False and warnings == []
+    assert result["rollback"]["unit"] == "portcullis-rollback-%s.timer" % token
+    assert result["rollback"]["timeout"] == 45
+    assert list(fw.system.timers) == [result["rollback"]["unit"]]
+    change = fw.engine.armed()
+    assert (change.token, change.kind, change.claimed_by) == (token, "firewall", None)
+    assert change.expires_at == result["rollback"]["expires_at"]
+    assert fw.system.live_table() == DESIRED
     # No previous table: rolling back removes the own table, and only it.
-    assert (paths / "state" / ("rollback-%s.nft" % TOKEN)).read_text() == (
-        "add table inet portcullis\ndelete table inet portcullis\n")
-    assert not (paths / "state" / ("pending-%s.nft" % TOKEN)).exists()
+    assert fw.read(ARMED + "/firewall-rollback.nft") == removal_script()
+    # The files persisting would write are backed up now, before anything changes.
+    assert [path for path, _backup in change.manifest["restores"]] == [STATE_FILE, PERSIST_FILE, "/etc/nftables.conf"]
+    assert fw.state()["desired_sha256"] == sha256(DESIRED)
+    # Persisting waits for the confirmation.
+    assert fw.read(PERSIST_FILE) is None and fw.read("/etc/nftables.conf") == DEBIAN_CONF
 
 
-def test_rollback_restores_the_previous_table_exactly(paths):
+def test_the_timer_restores_the_previous_table_exactly(tmp_path):
     previous = fixture("drop-nft-1.0.6.txt")
-    fake = FakeHost(live_json=fixture("reject-nft-1.0.6.json"), live_text=previous)
-    apply_table(DESIRED, Host(fake.run), previous, 30, TOKEN)
-    assert (paths / "state" / ("rollback-%s.nft" % TOKEN)).read_text() == apply_script(previous)
+    fw = Firewall(tmp_path, table=previous)
+    before = tree(tmp_path, ignore=ENGINE_PATHS)
+    result, _warnings = fw.apply()
+    assert fw.read(ARMED + "/firewall-rollback.nft") == apply_script(previous)
+    assert fw.system.live_table() == DESIRED
+    rc, _out, err = fw.system.fire()
+    assert rc == 0, err
+    assert fw.system.live_table() == previous
+    assert "nft -f %s" % host_file(tmp_path, ARMED + "/firewall-rollback.nft") in fw.script_log()
+    assert tree(tmp_path, ignore=ENGINE_PATHS) == before
+    assert fw.engine.finished(result["rollback"]["token"]).claimed_by == "timer"
 
 
-def test_failed_apply_disarms_and_leaves_the_old_rules(paths):
-    fake = FakeHost(fail={"nft -f " + str(paths / "state" / ("pending-%s.nft" % TOKEN))})
-    with pytest.raises(FirewallError, match="applying the new rules .* the previous rules are still in place"):
-        apply_table(DESIRED, Host(fake.run), None, 30, TOKEN)
-    assert ["systemctl", "stop", "portcullis-firewall-rollback-%s.timer" % TOKEN] in fake.calls
-    assert not fake.timer_active
-    assert not (paths / "state" / "firewall.json").exists()  # nothing recorded as applied
-    assert os.listdir(str(paths / "state")) == []  # neither the pending nor the rollback script is left
-
-
-def test_invalid_rules_change_nothing(paths):
-    fake = FakeHost(fail={"nft -c -f"})
+def test_invalid_rules_change_nothing(fw, tmp_path):
+    before = tree(tmp_path, ignore=ENGINE_PATHS)
+    fw.system.respond(["nft", "-c", "-f"], rc=1, err="Error: syntax error")
     with pytest.raises(FirewallError, match=r"validating the new rules \(nothing was changed\)"):
-        apply_table(DESIRED, Host(fake.run), None, 30, TOKEN)
-    assert [call[:2] for call in fake.calls] == [["nft", "-c"]]
+        fw.apply()
+    assert not any(argv[0] == "systemd-run" for argv in fw.system.calls)
+    assert fw.engine.armed() is None and fw.system.live_table() is None
+    assert tree(tmp_path, ignore=ENGINE_PATHS) == before
 
 
-def test_idempotence_is_judged_on_the_live_listing(paths):
-    live = fixture("reject-nft-1.0.6.json")
-    fake = FakeHost(live_json=live, live_text="table inet portcullis {}\n")
-    apply_table(DESIRED, Host(fake.run), None, 0, TOKEN)  # without commit-confirm: no timer
-    assert not any(call[0] == "systemd-run" for call in fake.calls)
-    recorded = json.loads((paths / "state" / "firewall.json").read_text())
-    assert recorded["live"] == normalise_listing(live)
-    host = Host(fake.run)
-    assert plan(DESIRED, host)["table_changed"] is False
-    # Handles differ, rules are the same: still unchanged.
-    fake.live_json = fixture("reject-nft-1.0.6-rehandled.json")
-    assert plan(DESIRED, host)["table_changed"] is False
-    # A rule added by hand: drift, the next run re-applies.
-    fake.live_json = fixture("reject-nft-1.0.6-added.json")
-    assert plan(DESIRED, host)["table_changed"] is True
-    # Another allowlist: a change.
-    fake.live_json = live
-    assert plan(render_table(parse_allowlist([{"port": 8081}]), "drop", [22], False), host)["table_changed"]
+def test_a_failed_apply_rolls_back_and_says_so(tmp_path):
+    previous = fixture("drop-nft-1.0.6.txt")
+    fw = Firewall(tmp_path, table=previous)
+    before = tree(tmp_path, ignore=ENGINE_PATHS)
+    fw.system.respond(["nft", "-f"], rc=1, err="Error: Could not process rule: No buffer space available")
+    with pytest.raises(FirewallError) as error:
+        fw.apply()
+    message = str(error.value)
+    assert "applying the new rules" in message and "No buffer space available" in message
+    assert "an immediate rollback put the previous configuration back" in message
+    assert fw.engine.armed() is None and fw.system.timers == {}
+    assert the_only_finished(fw).claimed_by == "now"
+    assert fw.system.live_table() == previous
+    assert tree(tmp_path, ignore=ENGINE_PATHS) == before  # nothing recorded as applied, nothing persisted
 
 
-def test_confirm_disarms_then_persists(paths):
-    (paths / "etc" / "nftables.conf").chmod(0o700)
-    fake = FakeHost()
-    apply_table(DESIRED, Host(fake.run), None, 30, TOKEN)
-    persistence = confirm(TOKEN, DESIRED, Host(fake.run))
-    assert persistence == {"file": True, "include": True, "service": True}
-    assert not fake.timer_active and fake.enabled
-    assert (paths / "etc" / "nftables.d" / "portcullis.nft").read_text() == apply_script(DESIRED)
-    conf = (paths / "etc" / "nftables.conf").read_text()
-    assert conf.startswith("#!/usr/sbin/nft -f\n\nflush ruleset\n\ntable inet filter {\n}\n")
-    assert conf.rstrip().endswith('include "%s"' % (paths / "etc" / "nftables.d" / "portcullis.nft"))
-    assert not (paths / "state" / ("rollback-%s.nft" % TOKEN)).exists()
-    assert (paths / "etc" / "nftables.conf").stat().st_mode & 0o777 == 0o700  # its mode is kept
-    assert (paths / "etc" / "nftables.d" / "portcullis.nft").stat().st_mode & 0o777 == 0o644
+def test_a_failed_apply_reports_rolled_back_in_the_result(fw):
+    fw.system.respond(["nft", "-f"], rc=1, err="Error: Could not process rule: No buffer space available")
+    with pytest.raises(FirewallError) as error:
+        fw.apply()
+    assert error.value.details == {"rolled_back": True, "host_state": "the previous configuration"}
 
 
-def test_confirm_too_late_or_forged():
-    fake = FakeHost()
-    with pytest.raises(FirewallError, match="confirmation came too late"):
-        confirm(TOKEN, DESIRED, Host(fake.run))
-    with pytest.raises(FirewallError, match="is not a rollback token"):
-        confirm("../../etc/x", DESIRED, Host(fake.run))
+def test_a_file_where_the_persist_directory_belongs_arms_cleanly_and_the_confirm_rolls_back(fw, tmp_path):
+    # Host.backup() takes a path under a file for a missing file: arming neither fails with a bare OSError nor
+    # leaves its staging directory behind; persisting fails at the confirmation, which rolls back.
+    write_host_file(tmp_path, "/etc/nftables.d", "a file where a directory belongs\n")
+    before = tree(tmp_path, ignore=ENGINE_PATHS)
+    result, _warnings = fw.apply()
+    assert [path for path, backup in fw.engine.armed().manifest["restores"] if backup is None] == [
+        STATE_FILE, PERSIST_FILE]  # neither exists
+    assert [name for name in os.listdir(host_file(tmp_path, STATE_DIR)) if name.startswith(".arming-")] == []
+    with pytest.raises(RolledBack, match="an immediate rollback put the previous configuration back"):
+        fw.confirm(result["rollback"]["token"])
+    assert tree(tmp_path, ignore=ENGINE_PATHS) == before and fw.system.live_table() is None
 
 
-def test_remove_deletes_only_what_is_ours(paths):
-    fake = FakeHost()
-    apply_table(DESIRED, Host(fake.run), None, 30, TOKEN)
-    confirm(TOKEN, DESIRED, Host(fake.run))
-    fake.live_json, fake.live_text = fixture("reject-nft-1.0.6.json"), fixture("reject-nft-1.0.6.txt")
-    result = remove(Host(fake.run), check_mode=False)
-    assert result["changed"] is True and result["diff"]["before"] == fixture("reject-nft-1.0.6.txt")
-    assert not (paths / "etc" / "nftables.d" / "portcullis.nft").exists()
-    assert (paths / "etc" / "nftables.conf").read_text() == (
-        "#!/usr/sbin/nft -f\n\nflush ruleset\n\ntable inet filter {\n}\n")
-    assert ["systemctl", "disable", "nftables.service"] in fake.calls  # we enabled it, so we disable it
-    fake.live_json = fake.live_text = None
-    assert remove(Host(fake.run), check_mode=False)["changed"] is False
+# --- confirm ----------------------------------------------------------------------------------------------------
+
+def test_confirm_persists_while_still_armed_then_commits(fw, tmp_path):
+    os.chmod(host_file(tmp_path, "/etc/nftables.conf"), 0o700)
+    result, _warnings = fw.apply()
+    token = result["rollback"]["token"]
+    seen = {}
+
+    def enabling(_argv):
+        change = fw.engine.armed()
+        seen["armed while enabling"] = change is not None and change.token == token and not change.claimed_by
+        seen["timer while enabling"] = result["rollback"]["unit"] in fw.system.timers
+        seen["persisted before enabling"] = fw.read(PERSIST_FILE) == apply_script(DESIRED)
+        return None  # and let the enabled-units model enable it
+
+    def stopping(_argv):
+        seen["persisted before the timer stopped"] = fw.read(PERSIST_FILE) is not None
+        return None
+
+    fw.system.hook(["systemctl", "enable", SERVICE], enabling)
+    fw.system.hook(["systemctl", "stop", result["rollback"]["unit"]], stopping)
+    confirmed = fw.confirm(token)
+    assert seen == {"armed while enabling": True, "timer while enabling": True, "persisted before enabling": True,
+                    "persisted before the timer stopped": True}
+    assert confirmed == {"changed": True, "confirmed": True, "rules": DESIRED, "persistence": {
+        "file": True, "include": True, "service": True, "config": "/etc/nftables.conf"}}
+    assert fw.engine.armed() is None and fw.engine.finished(token).claimed_by == "commit"
+    assert fw.system.timers == {} and SERVICE in fw.system.enabled
+    conf = fw.read("/etc/nftables.conf")
+    assert conf.startswith(DEBIAN_CONF)  # everything there is kept, flush ruleset first
+    assert conf.endswith('%s\ninclude "%s"\n' % (INCLUDE_MARKER, PERSIST_FILE))
+    assert os.stat(host_file(tmp_path, "/etc/nftables.conf")).st_mode & 0o777 == 0o700  # its mode is kept
+    assert os.stat(host_file(tmp_path, PERSIST_FILE)).st_mode & 0o777 == 0o644
+    assert fw.state()["enabled_service"] is True and "created_conf" not in fw.state()
+    assert fw.state()["created_dir"] == "/etc/nftables.d"
+    # Once committed, a timer that still fired would change nothing.
+    rc, _out, _err = fw.system.run_script(["/bin/sh", host_file(tmp_path, HISTORY + "/%s/rollback.sh" % token)])
+    assert rc == 0 and fw.system.live_table() == DESIRED
 
 
-def test_remove_leaves_a_service_it_did_not_enable(paths):
-    fake = FakeHost(live_json=fixture("reject-nft-1.0.6.json"), live_text=fixture("reject-nft-1.0.6.txt"))
-    fake.enabled = True  # enabled by someone else before Portcullis came
-    apply_table(DESIRED, Host(fake.run), None, 30, TOKEN)
-    confirm(TOKEN, DESIRED, Host(fake.run))
-    remove(Host(fake.run), check_mode=False)
-    assert not any(call[:2] == ["systemctl", "disable"] for call in fake.calls)
+def test_confirm_without_persist_commits_and_writes_nothing_more(fw, tmp_path):
+    result, _warnings = fw.apply(persist=False)
+    token = result["rollback"]["token"]
+    before = tree(tmp_path, ignore=ENGINE_PATHS)
+    assert fw.confirm(token, persist=False)["persistence"] == {}
+    assert tree(tmp_path, ignore=ENGINE_PATHS) == before
+    assert fw.engine.finished(token).claimed_by == "commit" and fw.system.live_table() == DESIRED
+    assert not any(argv[:2] == ["systemctl", "enable"] and argv[-1] == SERVICE for argv in fw.system.calls)
 
 
-def test_remove_in_check_mode_changes_nothing(paths):
-    fake = FakeHost(live_json=fixture("reject-nft-1.0.6.json"), live_text=fixture("reject-nft-1.0.6.txt"))
-    assert remove(Host(fake.run), check_mode=True)["changed"] is True
-    assert not any(call[:2] == ["nft", "-f"] for call in fake.calls)
+def _directory_is_a_file(fw):
+    write_host_file(fw.root, "/etc/nftables.d", "not a directory\n")
+    return {"/etc/nftables.d": b"not a directory\n"}
 
 
-def test_other_firewall_managers_are_detected(tmp_path, monkeypatch):
-    fake = FakeHost()
-    monkeypatch.setenv("PATH", str(tmp_path))
-    assert Host(fake.run).active_managers() == []  # no ufw installed: not even asked
-    assert fake.calls == [["systemctl", "is-active", "--quiet", "firewalld.service"]]
-    ufw = tmp_path / "ufw"
-    ufw.write_text("#!/bin/sh\n")
-    ufw.chmod(0o755)
+def _enable_fails(fw):
+    fw.system.respond(["systemctl", "enable", SERVICE], rc=1, err="Failed to enable unit: Access denied")
+    return {}
 
-    def run(argv):
-        fake.calls.append(argv)
-        if argv[0] == str(ufw):
-            return 0, "Status: active\n\nTo Action From\n", ""
-        return 0, "", ""  # firewalld active too
 
-    assert Host(run).active_managers() == ["firewalld", "ufw"]
+@pytest.mark.parametrize("sabotage, words", [
+    (_directory_is_a_file, []),
+    (_enable_fails, ["enabling nftables.service for boot failed", "Access denied"]),
+])
+def test_a_persist_failure_during_confirm_rolls_back_and_says_so(tmp_path, sabotage, words):
+    # Regression "failure after disarm misreported": persisting ran after the timer was stopped, so a failure left
+    # the new rules live with nothing to undo them, and the task said "not confirmed".
+    fw = Firewall(tmp_path)
+    # The empty /etc/nftables.d that persisting created stays: see test_a_rolled_back_confirm_leaves_no_directory.
+    ignore = ENGINE_PATHS + (() if sabotage is _directory_is_a_file else ("/etc/nftables.d",))
+    before = tree(tmp_path, ignore=ignore)
+    result, _warnings = fw.apply()
+    token = result["rollback"]["token"]
+    before.update(sabotage(fw))
+    with pytest.raises(RolledBack) as error:
+        fw.confirm(token)
+    message = str(error.value)
+    assert message.startswith("confirm: ")
+    assert "an immediate rollback put the previous configuration back" in message
+    for word in words:
+        assert word in message
+    assert error.value.details["rolled_back"] is True
+    assert fw.engine.armed() is None and fw.engine.finished(token).claimed_by == "now"
+    assert fw.system.live_table() is None  # the previous (no) table
+    assert tree(tmp_path, ignore=ignore) == before  # the conf, the persisted file, the state: as they were
+    assert fw.read(PERSIST_FILE) is None and fw.read(STATE_FILE) is None
+    # Persisting would have enabled the service: the rollback disables it again.
+    assert "systemctl disable nftables.service" in fw.script_log()
+
+
+def test_a_rolled_back_confirm_leaves_no_directory_it_created(fw, tmp_path, module_on):
+    result, _warnings = fw.apply()
+    fw.system.respond(["systemctl", "enable", SERVICE], rc=1, err="Failed to enable unit: Access denied")
+    with pytest.raises(RolledBack):
+        fw.confirm(result["rollback"]["token"])
+    fw.system.responses.pop(0)
+    result, _warnings = fw.apply()  # again, and this time the confirmation persists
+    fw.confirm(result["rollback"]["token"])
+    module_on(fw, state="absent")
+    assert not os.path.lexists(host_file(tmp_path, "/etc/nftables.d"))  # Portcullis made it; nothing else is in it
+
+
+def test_a_confirm_after_the_timer_fired_says_rolled_back(fw, tmp_path):
+    before = tree(tmp_path, ignore=ENGINE_PATHS)
+    result, _warnings = fw.apply()
+    fw.system.fire()
+    with pytest.raises(RolledBack) as error:
+        fw.confirm(result["rollback"]["token"])
+    assert "confirm: too late" in str(error.value)
+    assert "its rollback timer put the previous configuration back" in str(error.value)
+    assert tree(tmp_path, ignore=ENGINE_PATHS) == before  # and it persisted nothing
+    assert fw.system.live_table() is None
+
+
+def test_a_confirm_with_a_token_no_change_has_is_refused(fw):
+    with pytest.raises(TransactionError, match="confirm: no firewall change %s is armed on this host" % TOKEN):
+        fw.confirm(TOKEN)
+    with pytest.raises(TransactionError, match="is not a change token"):
+        fw.confirm("../../etc/x")
+    assert fw.read(PERSIST_FILE) is None
+
+
+# --- where persisting goes --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv, config", [
+    ("/usr/sbin/nft -f /etc/nftables.conf", "/etc/nftables.conf"),
+    ("/sbin/nft -f /etc/sysconfig/nftables.conf", "/etc/sysconfig/nftables.conf"),
+    ("/usr/sbin/nft -f/etc/custom.nft -e", "/etc/custom.nft"),
+    ("/usr/sbin/nft --file=/etc/other.nft", "/etc/other.nft"),
+    ("/usr/sbin/nft -c -o", None),
+    pytest.param("/usr/sbin/nft -f/etc/custom.nft", "/etc/custom.nft"),
+    pytest.param("/usr/sbin/nft --file /etc/other.nft", "/etc/other.nft"),
+])
+def test_exec_start_config_finds_the_file_nft_loads(argv, config):
+    assert exec_start_config(parse_show(unit(argv))) == config
+
+
+@pytest.mark.parametrize("unit_text, conf, config", [
+    (DEBIAN_UNIT, DEBIAN_CONF, "/etc/nftables.conf"),
+    (RHEL_UNIT, RHEL_CONF, "/etc/sysconfig/nftables.conf"),
+    (unit("/usr/sbin/nft -f/etc/custom.nft -e"), "", "/etc/custom.nft"),
+    (unit("/usr/sbin/nft --file=/etc/other.nft"), "", "/etc/other.nft"),
+])
+def test_persisting_follows_the_file_nftables_service_loads(tmp_path, unit_text, conf, config):
+    fw = Firewall(tmp_path, unit_text=unit_text, conf=conf)
+    assert persistence_plan(DESIRED, fw.nft)["config"] == config
+    assert persisted_paths(fw.nft, True) == [STATE_FILE, PERSIST_FILE, config]
+    result, _warnings = fw.apply()
+    assert fw.confirm(result["rollback"]["token"])["persistence"]["config"] == config
+    assert fw.read(config).startswith(conf)
+    assert fw.read(config).endswith('include "%s"\n' % PERSIST_FILE)
+    if config != "/etc/nftables.conf":
+        assert fw.read("/etc/nftables.conf") is None  # not Debian's file: nftables.service would not load it
+
+
+@pytest.mark.parametrize("unit_text, words", [
+    ("", ["nftables.service is not installed"]),  # systemctl knows no such unit: shows nothing
+    ("LoadState=not-found\nExecStart=\n", ["nftables.service is not installed"]),
+    (unit("/usr/sbin/nft -c -o"), ["does not load a file with `nft -f`"]),
+])
+def test_a_host_where_persisting_would_not_hold_refuses_persist(tmp_path, unit_text, words):
+    # Regression "persistence only where it holds": the rules were written to /etc/nftables.conf, which nothing
+    # loads at boot on such a host, and the task said persisted.
+    fw = Firewall(tmp_path, unit_text=unit_text, conf=None)
+    before = tree(tmp_path)
+    for attempt in (lambda: persistence_plan(DESIRED, fw.nft), fw.apply):
+        with pytest.raises(FirewallError) as error:
+            attempt()
+        message = str(error.value)
+        assert message.startswith("persist: ") and "persist: false" in message and "nothing was changed" in message
+        for word in words:
+            assert word in message
+    assert fw.engine.armed() is None and fw.system.live_table() is None
+    assert not any(argv[0] == "systemd-run" or argv[:2] == ["nft", "-f"] for argv in fw.system.calls)
+    assert tree(tmp_path, ignore=(RUN_DIR,)) == before  # only the host lock was taken
+    # Without persisting, the same host takes the rules (commit-confirm only).
+    result, _warnings = fw.apply(persist=False)
+    assert fw.engine.armed().manifest["restores"] == [[STATE_FILE, None]]
+    assert fw.confirm(result["rollback"]["token"], persist=False)["confirmed"] is True
+
+
+# --- the module's run(): state=absent, check mode ---------------------------------------------------------------
+
+class FakeModule:
+    """What run() uses of an AnsibleModule."""
+
+    def __init__(self, system, check_mode=False, **args):
+        self.params = validated(dict({"allow": [{"port": 8080}]}, **args), FIREWALL_SPEC)
+        self.check_mode = check_mode
+        self.run_command = system
+
+    @staticmethod
+    def get_bin_path(name):
+        return "/usr/sbin/" + name
+
+
+@pytest.fixture
+def module_on(monkeypatch):
+    """run(module) on a Firewall's host, over an SSH session from 192.0.2.10 to port 22."""
+    session = {"port": 22, "family": "ipv4", "local_address": "192.0.2.1", "peer_address": "192.0.2.10"}
+    monkeypatch.setattr(firewall_module, "management_session", lambda: session)
+
+    def run(fw, check_mode=False, **args):
+        monkeypatch.setattr(firewall_module, "Host", lambda _run: fw.host)
+        return firewall_module.run(FakeModule(fw.system, check_mode=check_mode, **args))
+    return run
+
+
+def _created_by_portcullis(fw):
+    """No conf, no /etc/nftables.d, the service disabled: Portcullis creates all three."""
+    os.unlink(host_file(fw.root, "/etc/nftables.conf"))
+    return {"conf": None, "dir": False, "disabled": True}
+
+
+def _there_before(fw):
+    write_host_file(fw.root, "/etc/nftables.d/docker.nft", "# someone else's\n")
+    fw.system.enabled.add(SERVICE)
+    return {"conf": DEBIAN_CONF, "dir": True, "disabled": False}
+
+
+def _created_then_used_by_others(fw):
+    _created_by_portcullis(fw)
+    return {"conf": None, "dir": False, "disabled": True, "later": {
+        "/etc/nftables.d/docker.nft": "# added after Portcullis created the directory\n",
+        "/etc/nftables.conf": "table inet nat {\n}\n"}}  # appended to the conf Portcullis created
+
+
+@pytest.mark.parametrize("setup", [_created_by_portcullis, _there_before, _created_then_used_by_others])
+def test_absent_removes_what_portcullis_made_and_nothing_else(tmp_path, module_on, setup):
+    fw = Firewall(tmp_path)
+    expected = setup(fw)
+    result, _warnings = fw.apply()
+    fw.confirm(result["rollback"]["token"])
+    state = fw.state()
+    assert ("created_conf" in state, "created_dir" in state) == (expected["conf"] is None, not expected["dir"])
+    assert state.get("enabled_service", False) is expected["disabled"]
+    for path, text in expected.get("later", {}).items():  # the operator adds to what Portcullis created
+        if path.endswith(".conf"):
+            text = fw.read(path) + text
+        write_host_file(tmp_path, path, text)
+
+    removed = module_on(fw, state="absent")
+    assert removed["changed"] is True and removed["diff"] == {"before": DESIRED, "after": ""}
+    assert removed["warnings"] == []
+    assert fw.system.live_table() is None
+    assert fw.read(PERSIST_FILE) is None and fw.read(STATE_FILE) is None
+    conf = fw.read("/etc/nftables.conf")
+    if "later" in expected:
+        assert conf == NEW_CONF + "table inet nat {\n}\n"  # the include line gone, the operator's table kept
+        assert fw.read("/etc/nftables.d/docker.nft") is not None
+    else:
+        assert conf == expected["conf"]
+        assert os.path.isdir(host_file(tmp_path, "/etc/nftables.d")) is expected["dir"]
+    disabled = ["systemctl", "disable", SERVICE] in fw.system.calls
+    assert disabled is expected["disabled"]  # only when Portcullis enabled it
+    assert (SERVICE in fw.system.enabled) is not expected["disabled"]
+    assert module_on(fw, state="absent")["changed"] is False  # a second time: nothing left to do
+
+
+def test_absent_is_refused_while_a_change_is_armed(fw, tmp_path, module_on):
+    # Regression "absent must be final": state=absent ran beside an armed change, whose timer then put the table back.
+    result, _warnings = fw.apply()
+    before = tree(tmp_path, ignore=(RUN_DIR,))
+    with pytest.raises(ChangePending) as error:
+        module_on(fw, state="absent")
+    message = str(error.value)
+    assert message.startswith("firewall state=absent: the firewall change %s" % result["rollback"]["token"])
+    assert "Nothing was changed" in message
+    assert fw.system.live_table() == DESIRED and fw.engine.armed() is not None
+    assert tree(tmp_path, ignore=(RUN_DIR,)) == before
+
+
+def test_check_mode_writes_nothing(fw, tmp_path, module_on):
+    before = tree(tmp_path)
+    result = module_on(fw, check_mode=True)
+    assert result["changed"] is True and result["rules"] == DESIRED
+    assert result["persistence"] == {"file": True, "include": True, "service": True, "config": "/etc/nftables.conf"}
+    assert result["diff"] == {"before": "", "after": DESIRED}
+    assert module_on(fw, check_mode=True, state="absent")["changed"] is False
+    assert tree(tmp_path) == before
+    assert not any(argv[0] == "systemd-run" or argv[:2] in (["nft", "-f"], ["systemctl", "enable"])
+                   for argv in fw.system.calls)
+
+
+def test_check_mode_while_a_change_is_armed_warns_and_writes_nothing(fw, tmp_path, module_on):
+    fw.apply()
+    before = tree(tmp_path)
+    result = module_on(fw, check_mode=True, allow=[{"port": 8081}])
+    assert any(warning.startswith("a real run would refuse now: firewall: the firewall change")
+               for warning in result["warnings"])
+    assert module_on(fw, check_mode=True, state="absent")["changed"] is True
+    assert tree(tmp_path) == before
+
+
+def test_a_real_run_applies_and_reports_the_rollback(fw, module_on):
+    result = module_on(fw)
+    assert result["changed"] is True and result["management_ports"] == [22]  # allow does not open 22: kept
+    assert any("no allow entry opens 22/tcp" in warning for warning in result["warnings"])
+    assert result["rollback"]["token"] == fw.engine.armed().token and result["confirmed"] is False
+    assert fw.system.live_table() == result["rules"] and "tcp dport 22 accept" in result["rules"]
+
+
+# --- the management port ----------------------------------------------------------------------------------------
+
+IPV4_SESSION = {"port": 22, "family": "ipv4", "local_address": "192.0.2.1", "peer_address": "192.0.2.10"}
+
+
+@pytest.mark.parametrize("allow, management_port, session, kept, warned", [
+    # Regression "family-blind guard": an entry opening 22 for IPv6 only passed for a session over IPv4.
+    ([{"port": 22, "family": "ipv6"}], None, IPV4_SESSION, [22], ["for IPv6 only, but this connection uses IPv4"]),
+    ([{"port": 22}], None, IPV4_SESSION, [], []),
+    ([{"port": 22, "sources": ["192.0.2.0/24"]}], None, IPV4_SESSION, [], []),
+    ([{"port": 22, "sources": ["198.51.100.0/24"]}], None, IPV4_SESSION, [22],
+     ["does not include the controller's address 192.0.2.10"]),
+    # The session came in on another port than management_port: both stay open.
+    ([{"port": 8080}], 2222, IPV4_SESSION, [22, 2222], ["management_port is 2222, but this connection came in on "
+                                                        "port 22/tcp: both stay open"]),
+    ([{"port": 22}], 2222, IPV4_SESSION, [2222], ["both stay open"]),
+    ([{"port": 8080}], None, None, [22], ["no allow entry opens 22/tcp"]),
+    ([{"port": 2222, "family": "ipv4"}], 2222, None, [2222], ["for IPv4 only"]),  # family unknown: both needed
+])
+def test_management_keeps_the_port_this_connection_uses(allow, management_port, session, kept, warned):
+    warnings = []
+    rules = parse_allowlist(allow, name="allow")
+    assert management(rules, params(allow=allow, management_port=management_port), session, warnings) == kept
+    for words in warned:
+        assert any(words in warning for warning in warnings), warnings
+    if not warned:
+        assert warnings == []
+
+
+def test_management_refuses_to_cut_this_connection_when_told_not_to_keep_it():
+    allow = [{"port": 22, "family": "ipv6"}]
+    with pytest.raises(FirewallError, match="keep_management_port: false, but allow.0. opens 22/tcp for IPv6 only"):
+        management(parse_allowlist(allow, name="allow"), params(allow=allow, keep_management_port=False),
+                   IPV4_SESSION, [])
+    warnings = []
+    # Without a session (a local connection) nothing is cut: allow alone decides.
+    assert management(parse_allowlist(allow, name="allow"), params(allow=allow, keep_management_port=False),
+                      None, warnings) == [] and warnings == []
+
+
+# --- other firewall managers ------------------------------------------------------------------------------------
+
+def test_other_firewall_managers_are_detected(fw, tmp_path):
+    assert fw.nft.active_managers() == []  # no ufw installed: not even asked
+    assert fw.system.calls == [["systemctl", "is-active", "--quiet", "firewalld.service"]]
+    write_host_file(tmp_path, "/usr/sbin/ufw", "#!/bin/sh\n")
+    fw.system.respond(["/usr/sbin/ufw", "status"], out="Status: active\n\nTo Action From\n")
+    fw.system.respond(["systemctl", "is-active", "--quiet", "firewalld.service"])
+    assert fw.nft.active_managers() == ["firewalld", "ufw"]
+
+
+def test_remove_in_check_mode_changes_nothing(tmp_path):
+    fw = Firewall(tmp_path, table=fixture("reject-nft-1.0.6.txt"))
+    before = tree(tmp_path)
+    assert remove(fw.nft, check_mode=True) == {"changed": True, "diff": {
+        "before": fixture("reject-nft-1.0.6.txt"), "after": ""}}
+    assert tree(tmp_path) == before and fw.system.live_table() == fixture("reject-nft-1.0.6.txt")

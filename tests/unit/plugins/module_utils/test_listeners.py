@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from ansible_collections.portcullis.hardening.plugins.module_utils._listeners import discover, user_name
+from ansible_collections.portcullis.hardening.plugins.module_utils._sshd import sshd_listener
 
 from .fakeproc import FakeProc
 
@@ -116,3 +117,19 @@ def test_process_exits_between_scan_and_describe(host, monkeypatch):
 def test_user_name_falls_back_to_the_number():
     assert user_name(0) == "root"
     assert user_name(2 ** 31 - 7) == str(2 ** 31 - 7)
+
+
+def test_processes_carry_their_uid_and_executable_so_a_fake_sshd_is_told_apart(tmp_path):
+    proc = FakeProc(tmp_path)
+    proc.socket("tcp", "00000000:0016", "0A", inode=11)                                   # sshd 0.0.0.0:22
+    proc.socket("tcp", "00000000:08AE", "0A", uid=1000, inode=21)                         # "sshd" 0.0.0.0:2222
+    proc.process(400, "sshd", [11], cgroup="0::/system.slice/ssh.service\n")
+    proc.process(900, "sshd", [21], cgroup="0::/user.slice/user-1000.slice/session-3.scope\n", uid=1000,
+                 exe="/home/mallory/.cache/sshd")
+    found = discover(proc.flush(), user_lookup=lookup)
+    assert [(item["port"], [(p["name"], p["uid"], p["exe"]) for p in item["processes"]])
+            for item in found.listeners] == [
+        (22, [("sshd", 0, "/usr/sbin/sshd")]),
+        (2222, [("sshd", 1000, "/home/mallory/.cache/sshd")]),
+    ]
+    assert [sshd_listener(item) for item in found.listeners] == [True, False]

@@ -82,8 +82,6 @@ def test_table_identity():
      ['ip saddr 10.0.0.0-10.0.0.2 tcp dport 22 accept comment "allowlist[0]: m"']),
     ({"port": 22, "sources": ["2001:db8::/127", "2001:db8::2/128"], "comment": "m"},
      ['ip6 saddr 2001:db8::-2001:db8::2 tcp dport 22 accept comment "allowlist[0]: m"']),
-    ({"port": 22, "sources": ["::ffff:192.0.2.0/120", "::ffff:0:0/96"], "comment": "m"},
-     ['ip6 saddr ::ffff:0.0.0.0/96 tcp dport 22 accept comment "allowlist[0]: m"']),
     ({"port": 22, "sources": ["0.0.0.0/0"], "comment": "m"},
      ['ip saddr 0.0.0.0/0 tcp dport 22 accept comment "allowlist[0]: m"']),
     ({"port": 22, "sources": ["::/0"], "comment": "m"},
@@ -264,7 +262,7 @@ EVERY_SHAPE = [
     {"port": 53, "protocol": "udp", "sources": ["192.0.2.0/24", "2001:db8:1::/48", "192.0.2.7/32"],
      "comment": 'DNS "internal" r\u00e9solveur \u2603'},
     {"port": 8443, "family": "ipv6"},
-    {"port": 10050, "sources": ["10.0.0.0/31", "10.0.0.2/32", "::ffff:192.0.2.0/120", "fd00::1/128"],
+    {"port": 10050, "sources": ["10.0.0.0/31", "10.0.0.2/32", "fd00::1/128"],
      "comment": "x" * 200},
 ]
 
@@ -275,7 +273,9 @@ EVERY_SHAPE = [
     ({"policy": "reject", "management_ports": (22, 2222), "log_dropped": True}, "reject"),
 ])
 def test_render_is_what_real_nft_lists(version, kwargs, name):
-    assert render_table(parse_allowlist(EVERY_SHAPE), **kwargs) == fixture("%s-nft-%s.txt" % (name, version))
+    # The fixtures were listed by real nft with an IPv4-mapped source as well, which the allowlist now refuses.
+    listed = fixture("%s-nft-%s.txt" % (name, version)).replace("{ ::ffff:192.0.2.0/120, fd00::1 }", "fd00::1")
+    assert render_table(parse_allowlist(EVERY_SHAPE), **kwargs) == listed
 
 
 def test_scripts():

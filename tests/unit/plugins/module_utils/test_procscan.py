@@ -12,6 +12,7 @@ from ansible_collections.portcullis.hardening.plugins.module_utils import _procs
 from ansible_collections.portcullis.hardening.plugins.module_utils._procscan import (
     describe_process,
     scan_socket_owners,
+    uid_from_status,
     unit_from_cgroup,
 )
 
@@ -106,11 +107,58 @@ def test_scan_of_missing_proc_root(tmp_path):
 def test_describe_process(tmp_path):
     proc = FakeProc(tmp_path)
     proc.process(42, "sshd", [1], cgroup="0::/system.slice/ssh.service\n", cmdline=["sshd: /usr/sbin/sshd -D [listener] 0 of 10-100 startups"])
-    proc.process(43, "python3", [2], cmdline=["/usr/bin/python3", "-m", "http.server", "8080"], cgroup=None)
+    proc.process(43, "python3", [2], cmdline=["/usr/bin/python3", "-m", "http.server", "8080"], cgroup=None,
+                 uid=1000, exe="/usr/bin/python3.11")
     root = proc.flush()
     assert describe_process(root, 42) == {
         "pid": 42, "name": "sshd", "unit": "ssh.service",
-        "cmdline": "sshd: /usr/sbin/sshd -D [listener] 0 of 10-100 startups"}
+        "cmdline": "sshd: /usr/sbin/sshd -D [listener] 0 of 10-100 startups",
+        "uid": 0, "exe": "/usr/sbin/sshd", "exe_deleted": False}
     assert describe_process(root, 43) == {
-        "pid": 43, "name": "python3", "unit": None, "cmdline": "/usr/bin/python3 -m http.server 8080"}
+        "pid": 43, "name": "python3", "unit": None, "cmdline": "/usr/bin/python3 -m http.server 8080",
+        "uid": 1000, "exe": "/usr/bin/python3.11", "exe_deleted": False}
     assert describe_process(root, 44) is None  # exited
+
+
+def test_describe_process_unreadable_exe_and_status(tmp_path):
+    """Another user's process seen without privileges has no readable exe; a kernel thread has none at all."""
+    proc = FakeProc(tmp_path)
+    proc.process(50, "kworker/0:1", [], cgroup=None, cmdline=[""], exe=None, uid=None)
+    process = describe_process(proc.flush(), 50)
+    assert (process["uid"], process["exe"], process["exe_deleted"]) == (None, None, False)
+
+
+def test_describe_process_executable_replaced_by_an_upgrade(tmp_path):
+    proc = FakeProc(tmp_path)
+    proc.process(60, "sshd", [], exe="/usr/sbin/sshd (deleted)")
+    process = describe_process(proc.flush(), 60)
+    assert (process["exe"], process["exe_deleted"]) == ("/usr/sbin/sshd", True)
+
+
+def test_describe_process_exe_link_refused(tmp_path, monkeypatch):
+    proc = FakeProc(tmp_path)
+    proc.process(70, "postgres", [], uid=110)
+    root = proc.flush()
+    real_readlink = os.readlink
+
+    def readlink(path):
+        if path == os.path.join(root, "70", "exe"):
+            raise PermissionError(13, "Permission denied", path)
+        return real_readlink(path)
+
+    monkeypatch.setattr(_procscan.os, "readlink", readlink)
+    process = describe_process(root, 70)
+    assert (process["uid"], process["exe"]) == (110, None)
+
+
+@pytest.mark.parametrize("text, uid", [
+    ("Name:\tsshd\nUmask:\t0022\nState:\tS (sleeping)\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\n", 0),
+    # Real uid first: a set-uid program run by a user has real 1000, effective 0.
+    ("Name:\tsu\nUid:\t1000\t0\t0\t0\n", 1000),
+    ("Name:\tx\nUid:\n", None),
+    ("Name:\tx\nUid:\tabc\t0\t0\t0\n", None),
+    ("Name:\tx\n", None),
+    ("", None),
+])
+def test_uid_from_status(text, uid):
+    assert uid_from_status(text) == uid

@@ -12,6 +12,7 @@ and without ports, IPv6.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import ipaddress
 import posixpath
@@ -26,8 +27,12 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._sshd import 
     SSHD_CONFIG,
     SshdConfigError,
     apply_edits,
+    config_lines,
     directive,
     format_listen_address,
+    is_sshd_process,
+    is_systemd_manager,
+    join_lines,
     parse_addresses,
     parse_listen_property,
     parse_port_range,
@@ -40,6 +45,7 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._sshd import 
     socket_drop_in,
     socket_listens,
     split_listen_address,
+    sshd_listener,
     stream_port,
 )
 
@@ -149,12 +155,20 @@ def replan_is_empty(layout, edits, ports, listen_addresses=None, moved_ports=())
     ("Include /etc/ssh/sshd_config.d/*.conf", ("include", "/etc/ssh/sshd_config.d/*.conf")),
     ("Match User anoncvs", ("match", "User anoncvs")),
     ("Port", ("port", "")),
+    # The blanks sshd strips: a "\r" anywhere around (a CRLF file), a form feed only at the end.
+    ("Port 22\r", ("port", "22")),
+    ("\r Port\r2222\t\f", ("port", "2222")),
+    ("Port =\r22", ("port", "22")),
+    # A form feed or U+2028 at the start is no blank to sshd: that is no Port line (sshd -t rejects it).
+    ("\fPort 22", ("\fport 22", "")),
+    ("\u2028Port 22", ("\u2028port 22", "")),
 ])
 def test_directive(line, expected):
     assert directive(line) == expected
 
 
-@pytest.mark.parametrize("line", ["", "   ", "\t", "# Port 22", "   #Port 22", "#"])
+@pytest.mark.parametrize("line", ["", "   ", "\t", "# Port 22", "   #Port 22", "#", "\r", "#Port 22\r",
+                                  "\r\t# note\u2028Port 2222"])
 def test_directive_comments_and_blanks_are_none(line):
     assert directive(line) is None
 
@@ -684,6 +698,119 @@ def test_plan_without_include_on_disk_round_trip_is_idempotent():
     assert plan_config(again, [2222], moved_ports=[22]) == {}
 
 
+# --- lines as sshd reads them: "\n" only; every byte not edited stays ---------------------------------
+
+@pytest.mark.parametrize("text, lines", [
+    ("", []),
+    ("\n", [""]),
+    ("Port 22", ["Port 22"]),
+    ("Port 22\n", ["Port 22"]),
+    ("Port 22\r\nUsePAM yes\r\n", ["Port 22\r", "UsePAM yes\r"]),
+    ("# a\fb\vc\x1cd\x1de\x1ef\x85g\u2028h\u2029i\nPort 22\n",
+     ["# a\fb\vc\x1cd\x1de\x1ef\x85g\u2028h\u2029i", "Port 22"]),
+    ("a\rb\n", ["a\rb"]),                                                      # a lone "\r" ends no line
+    ("a\n\nb", ["a", "", "b"]),
+])
+def test_config_lines_split_at_newlines_only(text, lines):
+    assert config_lines(text) == lines
+    assert join_lines(config_lines(text), text) == text
+
+
+def changed_lines(old, new):
+    """[(lines of `old`, lines of `new` in their place)] for each place the texts differ. Lines are split at "\n"
+    only, keeping their "\r" and the last one's lack of a "\n": everything outside these is byte-identical."""
+    old_lines, new_lines = old.split("\n"), new.split("\n")
+    matcher = difflib.SequenceMatcher(a=old_lines, b=new_lines, autojunk=False)
+    return [(old_lines[i1:i2], new_lines[j1:j2]) for tag, i1, i2, j1, j2 in matcher.get_opcodes() if tag != "equal"]
+
+
+def test_plan_crlf_files_change_only_the_port_lines_and_keep_crlf():
+    main = DEBIAN_MAIN.replace("\n", "\r\n")
+    other = "# moved by hand\r\nPort 2201\r\nClientAliveInterval 30\r\n"
+    layout = layout_of({MAIN: main, DROP_IN_DIR + "/10-other.conf": other})
+    assert [line.where() for line in layout.global_lines("port")] == [MAIN + ":6", DROP_IN_DIR + "/10-other.conf:2"]
+    edits = plan_config(layout, [2222], moved_ports=[2200, 2201])
+    assert changed_lines(main, edits[MAIN]) == [(["Port 2200\r"], [disabled(OWN_DROP_IN, "Port 2200") + "\r"])]
+    assert changed_lines(other, edits[DROP_IN_DIR + "/10-other.conf"]) == [
+        (["Port 2201\r"], [disabled(OWN_DROP_IN, "Port 2201") + "\r"])]
+    assert edits[OWN_DROP_IN] == OWN_HEADER + "Port 2222\n"
+    assert apply_edits(layout, edits).ports() == [2222]
+    assert replan_is_empty(layout, edits, [2222], moved_ports=[2200, 2201])
+
+
+def test_plan_crlf_file_without_include_gets_a_crlf_block_and_replans_to_nothing():
+    main = PLAIN_MAIN.replace("\n", "\r\n")
+    layout = layout_of({MAIN: main})
+    edits = plan_config(layout, [2222], moved_ports=[22])
+    assert changed_lines(main, edits[MAIN]) == [
+        (["Port 22\r"], [disabled(MAIN, "Port 22") + "\r"]),
+        ([], [BLOCK_BEGIN + "\r", "Port 2222\r", BLOCK_END + "\r"]),   # before the Match block, CRLF too
+    ]
+    assert edits[MAIN].split("\n")[10] == "Match Group sftponly\r"
+    after = apply_edits(layout, edits)
+    assert after.ports() == [2222]
+    assert plan_config(after, [2222], moved_ports=[22]) == {}
+    moved_again = plan_config(after, [3333], moved_ports=[2222])
+    assert changed_lines(edits[MAIN], moved_again[MAIN]) == [(["Port 2222\r"], ["Port 3333\r"])]
+
+
+def test_plan_form_feed_and_line_separators_stay_inside_their_comment():
+    """str.splitlines() would cut this comment at \f, \v, \x1c-\x1e, \x85, U+2028 and U+2029 and write the pieces
+    back as lines of their own, and `PermitRootLogin yes` would become a setting."""
+    comment = "# notes\fpage 2\v\x1c\x1d\x1e\x85\u2028PermitRootLogin yes\u2029PasswordAuthentication yes"
+    main = "Include /etc/ssh/sshd_config.d/*.conf\n" + comment + "\nPort 22\nUsePAM yes\n"
+    layout = layout_of({MAIN: main})
+    assert [line.where() for line in layout.global_lines("port")] == [MAIN + ":3"]  # sshd's line numbers
+    assert layout.global_lines("permitrootlogin") == []
+    edits = plan_config(layout, [2222], moved_ports=[22])
+    assert changed_lines(main, edits[MAIN]) == [(["Port 22"], [disabled(OWN_DROP_IN, "Port 22")])]
+    assert edits[MAIN].split("\n")[1] == comment
+    assert apply_edits(layout, edits).global_lines("permitrootlogin") == []
+
+
+def test_bad_port_value_is_reported_on_the_line_sshd_counts():
+    with pytest.raises(SshdConfigError, match=r"sshd_config:3: Port 'x'"):
+        layout_of({MAIN: "# a\u2028b\x85c\nUsePAM yes\nPort x\n"}).ports()
+
+
+def test_plan_file_without_final_newline_keeps_that_when_its_last_line_is_edited():
+    main = "Include /etc/ssh/sshd_config.d/*.conf\nUsePAM yes\nPort 22"
+    edits = plan_config(layout_of({MAIN: main}), [2222], moved_ports=[22])
+    assert edits[MAIN] == "Include /etc/ssh/sshd_config.d/*.conf\nUsePAM yes\n" + disabled(OWN_DROP_IN, "Port 22")
+
+
+def test_plan_file_without_final_newline_keeps_that_when_the_block_is_appended():
+    main = "Port 22\r\nUsePAM yes"
+    layout = layout_of({MAIN: main})
+    edits = plan_config(layout, [2222])
+    assert edits[MAIN] == (disabled(MAIN, "Port 22") + "\r\nUsePAM yes\r\n" + BLOCK_BEGIN + "\r\nPort 2222\r\n"
+                           + BLOCK_END)
+    assert replan_is_empty(layout, edits, [2222])
+    moved_again = plan_config(apply_edits(layout, edits), [3333], moved_ports=[2222])
+    assert changed_lines(edits[MAIN], moved_again[MAIN]) == [(["Port 2222\r"], ["Port 3333\r"])]
+    assert moved_again[MAIN].endswith("\r\n" + BLOCK_END)
+
+
+def test_plan_file_without_final_newline_and_a_match_block():
+    main = "Port 22\nMatch User bob\n    X11Forwarding no"
+    edits = plan_config(layout_of({MAIN: main}), [2222])
+    assert edits[MAIN] == (disabled(MAIN, "Port 22") + "\n" + BLOCK_BEGIN + "\nPort 2222\n" + BLOCK_END
+                           + "\nMatch User bob\n    X11Forwarding no")
+
+
+def test_plan_edited_line_keeps_its_own_ending_in_a_file_of_mixed_endings():
+    main = "Include /etc/ssh/sshd_config.d/*.conf\nPort 22\r\nPort 2200\nUsePAM yes\r\n"
+    edits = plan_config(layout_of({MAIN: main}), [2222], moved_ports=[22, 2200])
+    assert edits[MAIN] == ("Include /etc/ssh/sshd_config.d/*.conf\n" + disabled(OWN_DROP_IN, "Port 22") + "\r\n"
+                           + disabled(OWN_DROP_IN, "Port 2200") + "\nUsePAM yes\r\n")
+
+
+def test_plan_untouched_crlf_file_is_not_rewritten():
+    layout = layout_of(debian_files(**{"10_crypto": "Ciphers aes256-gcm@openssh.com\r\n"}))
+    edits = plan_config(layout, [2222], moved_ports=[2200])
+    assert DROP_IN_DIR + "/10-crypto.conf" not in edits
+
+
 # --- apply_edits -----------------------------------------------------------------------------------
 
 def test_apply_edits_replaces_adds_and_deletes_files():
@@ -927,3 +1054,95 @@ def test_parse_addresses_rejects_ports_names_and_networks(values, index, bad):
     with pytest.raises(SshdConfigError) as error:
         parse_addresses(values, name="listen")
     assert str(error.value).startswith("listen[%d]: %r is not an IPv4 or IPv6 address" % (index, bad))
+
+
+# --- which listener is sshd's ------------------------------------------------------------------------
+
+SSHD = {"pid": 400, "name": "sshd", "cmdline": "sshd: /usr/sbin/sshd -D [listener] 0 of 10-100 startups",
+        "unit": "ssh.service", "uid": 0, "exe": "/usr/sbin/sshd", "exe_deleted": False}
+SYSTEMD = {"pid": 1, "name": "systemd", "cmdline": "/sbin/init", "unit": "init.scope", "uid": 0,
+           "exe": "/usr/lib/systemd/systemd", "exe_deleted": False}
+
+
+def process(base=SSHD, **changes):
+    return dict(base, **changes)
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({}, True),
+    ({"unit": "sshd.service", "exe": "/usr/bin/sshd"}, True),                # Fedora 42+, Arch
+    ({"exe_deleted": True}, True),                                           # upgraded, not restarted yet
+    ({"name": "renamed"}, True),                                             # the name is not what counts
+    # A user's program called sshd, on a port above 1024.
+    ({"uid": 1000, "exe": "/home/mallory/sshd", "unit": "session-3.scope"}, False),
+    # The real binary, run by a user.
+    ({"uid": 1000, "unit": "user@1000.service"}, False),
+    ({"uid": 1000}, False),
+    # Root, called sshd, but another program.
+    ({"exe": "/tmp/sshd"}, False),
+    ({"exe": "/usr/sbin/sshd-session"}, False),
+    ({"exe": "/usr/lib/openssh/sshd-session"}, False),                       # a connection, not the listener
+    # Root, the real binary, in another unit or none.
+    ({"unit": "portcullis-rogue-web.service"}, False),
+    ({"unit": "session-1.scope"}, False),                                    # started by hand
+    ({"unit": "ssh.socket"}, False),
+    ({"unit": None}, False),
+    # Not readable (no privileges): not evidence either way, so not sshd.
+    ({"exe": None}, False),
+    ({"uid": None}, False),
+])
+def test_is_sshd_process(changes, expected):
+    assert is_sshd_process(process(**changes)) is expected
+
+
+def test_is_sshd_process_with_other_units_and_executables():
+    local = process(exe="/usr/local/sbin/sshd", unit="sshd.service")
+    assert not is_sshd_process(local)
+    assert is_sshd_process(local, executables=("/usr/local/sbin/sshd",))
+    assert not is_sshd_process(process(), service_units=("sshd.service",))
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({}, True),
+    ({"exe": "/lib/systemd/systemd"}, True),
+    ({"pid": 1834, "uid": 1000, "unit": "init.scope"}, False),               # systemd --user
+    ({"pid": 1834}, False),
+    ({"uid": 1000}, False),
+    ({"exe": "/tmp/systemd"}, False),
+    ({"exe": None}, False),
+])
+def test_is_systemd_manager(changes, expected):
+    assert is_systemd_manager(process(SYSTEMD, **changes)) is expected
+
+
+def listener(port, *processes):
+    return {"protocol": "tcp", "family": "ipv4", "address": "0.0.0.0", "port": port, "processes": list(processes)}
+
+
+ROGUE = process(pid=900, uid=1000, exe="/home/mallory/sshd", unit="session-3.scope")
+
+
+@pytest.mark.parametrize("held, socket_ports, expected", [
+    (listener(22, SSHD), (), True),
+    (listener(22, SSHD, process(pid=401)), (), True),                          # a child before it closes it
+    (listener(22), (), False),                                                 # holders not readable
+    (listener(2222, ROGUE), (), False),
+    (listener(22, SSHD, ROGUE), (), False),                                    # shared with another program
+    (listener(22, process(exe="/tmp/sshd")), (), False),
+    (listener(22, process(unit="portcullis-rogue-web.service")), (), False),
+    # Socket activation: systemd alone until the first connection, then systemd and sshd.
+    (listener(22, SYSTEMD), (22,), True),
+    (listener(22, SYSTEMD, SSHD), (22, 2222), True),
+    (listener(22, SYSTEMD), (), False),                                        # not one of ssh.socket's ports
+    (listener(8080, SYSTEMD), (22,), False),
+    (listener(22, process(SYSTEMD, pid=1834, uid=1000)), (22,), False),        # systemd --user
+    (listener(22, process(SYSTEMD, pid=950, exe="/usr/bin/python3")), (22,), False),  # called systemd
+    (listener(22, SYSTEMD, ROGUE), (22,), False),
+])
+def test_sshd_listener(held, socket_ports, expected):
+    assert sshd_listener(held, socket_ports) is expected
+
+
+def test_sshd_listener_passes_the_units_and_executables_on():
+    assert not sshd_listener(listener(22, SSHD), service_units=("sshd.service",))
+    assert sshd_listener(listener(22, process(exe="/opt/ssh/sbin/sshd")), executables=("/opt/ssh/sbin/sshd",))

@@ -23,6 +23,7 @@ from ansible_collections.portcullis.hardening.plugins.plugin_utils._report_html 
 from ansible_collections.portcullis.hardening.plugins.plugin_utils._reports import (
     KIND_ORDER,
     build_report,
+    printable_report,
     render_json,
     render_junit,
     render_sarif,
@@ -338,7 +339,8 @@ def test_reports_survive_hostile_text(results):
 
     page = render_html(report)
     assert "<script" not in page and "<img" not in page
-    assert html.escape(hostile_cmd) in page and html.escape(hostile_host) in page
+    assert html.escape(hostile_cmd.replace("\x1b", "\\x1b")) in page and html.escape(hostile_host) in page
+    assert "\x1b" not in page  # the escape character is shown, never sent to a browser or a terminal
     assert html.escape(item["message"]) in page
 
     root = ET.fromstring(render_junit(report))  # control characters do not break the XML
@@ -385,3 +387,57 @@ def test_text_summary_for_a_console(results):
         assert line.startswith(host) and item["severity"] in line and str(item["port"]) in line
     not_audited = [host for host, entry in report["hosts"].items() if entry["status"] in ("unreachable", "failed")]
     assert [line.split(":")[0] for line in lines[3 + len(worse_than_info):]] == not_audited
+
+
+# --- text from hosts that would drive a terminal ------------------------------------------------------
+
+HOSTILE = "\x1b]0;pwned\x07\x1b[2J\r\u202eexe.txt\u2028\x9b31m"
+SHOWN = "\\x1b]0;pwned\\x07\\x1b[2J\\r\\u202eexe.txt\\u2028\\x9b31m"
+# What must not reach a reader raw: controls but the newline, DEL, C1, line separators, bidi controls.
+RAW = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+HOST_TEXT_FIELDS = ("name", "cmdline", "unit", "user", "message", "remediation", "comment", "process", "title",
+                    "msg")
+
+
+def poisoned(value):
+    """The audit results with HOSTILE appended to every text a host controls, host names included."""
+    if isinstance(value, dict):
+        return {key + HOSTILE if key.endswith(".example.org") else key:
+                item + HOSTILE if key in HOST_TEXT_FIELDS and isinstance(item, str) else poisoned(item)
+                for key, item in value.items()}
+    if isinstance(value, list):
+        return [poisoned(item) for item in value]
+    return value
+
+
+@pytest.mark.parametrize("report_format", ["text", "junit", "html"])
+def test_host_text_cannot_drive_the_terminal(results, report_format):
+    rendered = audit_report(poisoned(results), report_format, GENERATED_AT)
+    assert RAW.search(rendered) is None
+    assert "pwned" in rendered and SHOWN in rendered
+    if report_format == "junit":
+        ET.fromstring(rendered)  # still XML
+
+
+def test_text_report_shows_hostile_names_escaped(results):
+    item = results[NONCOMPLIANT]["findings"][0]
+    item["processes"][0]["name"] = "\x1b]0;pwned\x07"
+    results[UNREACHABLE]["msg"] = "ssh: \r\x1b[Kall good"
+    text = render_text(build_report(results, GENERATED_AT, "0.1.0"))
+    assert "\x1b" not in text and "\r" not in text
+    assert "\\x1b]0;pwned\\x07 (%s)" % item["processes"][0]["pid"] in text
+    assert "ssh: \\r\\x1b[Kall good" in text
+
+
+def test_data_formats_keep_host_text_as_it_is(results):
+    report = build_report(poisoned(results), GENERATED_AT, "0.1.0")
+    host = NONCOMPLIANT + HOSTILE
+    assert json.loads(render_json(report))["hosts"][host]["findings"][0]["message"].endswith(HOSTILE)
+    assert "\x1b" not in render_json(report) and "\x1b" not in render_sarif(report)  # json.dumps escapes C0
+    assert json.loads(render_sarif(report))["runs"][0]["results"][0]["properties"]["host"] == host
+
+
+def test_printable_report_leaves_ordinary_reports_alone(report):
+    assert printable_report(report) == report
+    assert printable_report(build_report(poisoned({"h": {"unreachable": True, "msg": "x"}}), GENERATED_AT, "0"))[
+        "hosts"]["h"]["error"] == "x" + SHOWN
