@@ -157,7 +157,7 @@ def _container(lab, state, net, host, release):
         lab.podman("start", record["id"])
         info = lab.inspect("container", record["id"])
         action = "started"
-    current_image, _ = image_recipe(lab, release)
+    current_image, _recipe = image_recipe(lab, release)
     if current_image and info.get("Image") != current_image:
         warn("%s runs an older %s image; `down` then `up` to recreate it" % (host, image_ref(release)))
     if record.get("run_options") != list(RUN_OPTIONS):
@@ -218,7 +218,7 @@ def up(lab, state, releases, count, rogue, inventory):
     pubkey = ensure_key(lab)
     net = ensure_network(lab, state)
     wanted = [(host, release) for release in releases for host in host_names(release, count)]
-    for host in sorted(set(state["hosts"]) - {h for h, _ in wanted}):
+    for host in sorted(set(state["hosts"]) - {name for name, _spec in wanted}):
         log("%s: not requested, removing container %s" % (host, state["hosts"][host]["id"][:12]))
         remove_container(lab, state["hosts"][host]["id"])
         del state["hosts"][host]

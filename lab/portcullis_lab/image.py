@@ -75,7 +75,7 @@ def _host_codename():
     try:
         with open("/etc/os-release") as handle:
             for line in handle:
-                key, _, value = line.strip().partition("=")
+                key, _sep, value = line.strip().partition("=")
                 if key == "VERSION_CODENAME":
                     return value.strip("\"'")
     except OSError:
@@ -95,7 +95,7 @@ def _deb822_entries(path):
             if line[0] in " \t" and key:
                 fields[key] += " " + line.strip()
                 continue
-            key, _, value = line.partition(":")
+            key, _sep, value = line.partition(":")
             key = key.strip().lower()
             fields[key] = value.strip()
         if fields.get("enabled", "yes").lower() == "no":

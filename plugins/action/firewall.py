@@ -12,6 +12,7 @@ import time
 from ansible_collections.portcullis.hardening.plugins.module_utils._allowlist import (
     AllowlistError,
     management_gap,
+    opens_port,
     parse_allowlist,
 )
 from ansible_collections.portcullis.hardening.plugins.module_utils._specs import FIREWALL_SPEC
@@ -50,13 +51,14 @@ class ActionModule(StepAction):
         current = connection_port(self._connection, task_vars, self._display.warning)
         management = params["management_port"] or current or 22
         args = dict(self._task.args, management_port=management)
-        if params["state"] == "present" and current and not params["keep_management_port"]:
-            gap = management_gap(rules, current)
-            if gap:  # the host checks again with the family and the address it sees
-                result.update(failed=True, msg="This connection uses port %d/tcp and keep_management_port=false, but "
-                              "%s: applying could cut it. Allow the port in allow, or keep the management port"
-                              % (current, gap))
-                return result
+        if params["state"] == "present" and current and not params["keep_management_port"] \
+                and not opens_port(rules, "tcp", current):
+            # No entry opens it at all; entries limited by family or sources the host checks, against the family
+            # and the address it sees this connection come from.
+            result.update(failed=True, msg="This connection uses port %d/tcp and keep_management_port=false, but "
+                          "%s: applying would cut it. Allow the port in allow, or keep the management port"
+                          % (current, management_gap(rules, current)))
+            return result
         self._connect_timeout = max(MIN_CONNECT_TIMEOUT, min(DEFAULT_CONNECT_TIMEOUT,
                                                              (params["confirm_timeout"] or 20) / 2))
         self._task.args = args

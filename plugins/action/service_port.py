@@ -72,7 +72,7 @@ class ActionModule(StepAction):
             return result
         applied = module("apply")
         if applied.get("failed"):
-            result.update(applied, rolled_back=True)
+            result.update(applied)
             return result
         result.update(applied)
         token = applied.pop("token")

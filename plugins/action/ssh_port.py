@@ -130,7 +130,8 @@ class ActionModule(StepAction):
         moving = self._module("transition", found, fresh=False)
         steps.append("transition")
         if moving.get("failed"):
-            raise MoveFailed(moving.get("msg", "transition failed"), failed_step="transition", rolled_back=True,
+            raise MoveFailed(moving.get("msg", "transition failed"), failed_step="transition",
+                             rolled_back=moving.get("rolled_back"), host_state=moving.get("host_state"),
                              **self._passthrough(moving))
         token = moving["token"]
         self._test_hold("transition")
@@ -139,8 +140,9 @@ class ActionModule(StepAction):
         same, detail = self._same_host_key(found, new)
         steps.append("host key on %d: %s" % (new, detail))
         if not same:
-            self._give_up([found], token, "the SSH server on the new port %d does not present the host key "
-                          "of the one on port %d (%s): another process may answer there" % (new, found, detail),
+            self._give_up([found], token, "the new port %d could not be proven from the controller: %s (the server "
+                          "there must present the host key of the one on port %d, or another process may answer "
+                          "there)" % (new, detail, found),
                           "host key on %d" % new)
         answers, error = self._answers(new)
         steps.append("new connection on %d" % new)
@@ -154,7 +156,8 @@ class ActionModule(StepAction):
             if finished.get("unreachable"):
                 self._give_up([new, found], token, "the connection on the new port %d failed during finalize: %s"
                               % (new, finished.get("msg", "")), "finalize")
-            raise MoveFailed(finished.get("msg", "finalize failed"), failed_step="finalize", rolled_back=True,
+            raise MoveFailed(finished.get("msg", "finalize failed"), failed_step="finalize",
+                             rolled_back=finished.get("rolled_back"), host_state=finished.get("host_state"),
                              ansible_port=found, **self._passthrough(finished))
 
         self._test_hold("finalize")
@@ -196,7 +199,7 @@ class ActionModule(StepAction):
     @staticmethod
     def _passthrough(module_result):
         keep = ("diff", "port", "ports_before", "listening_before", "moved_ports", "socket_activated", "selinux",
-                "firewall", "warnings")
+                "firewall", "warnings", "rolled_back", "host_state")
         return dict((key, module_result[key]) for key in keep if key in module_result)
 
     @staticmethod

@@ -37,6 +37,8 @@ class PortcullisError(Exception):
 class HostBusy(PortcullisError):
     """Another Portcullis step holds the host lock."""
 
+    details = {"rolled_back": False, "host_state": "unchanged: another Portcullis run holds the host lock"}
+
 
 def _selinux_context(path):
     try:

@@ -5,11 +5,11 @@
 """Host side of moving a service (not sshd) to another port: plan, apply, commit, rollback.
 
 The port is set either by a line of a configuration file (found by a regular expression) or by a systemd
-socket unit's ListenStream. apply() runs inside a Transaction, like ssh_port: the host restores the file, the
-socket drop-in and the firewall table and restarts the service unless the controller, having reached the
-new port over TCP, commits in time.
+socket unit's ListenStream. apply() runs under one armed change of the change engine (module_utils/_transaction.py,
+through _move.py), like ssh_port: the host restores the file, the socket drop-in and the firewall table and
+restarts the service unless the controller, having reached the new port over TCP, commits in time.
 
-Private to the collection. Commands go through one `run(argv) -> (rc, stdout, stderr)` callable.
+Private to the collection. Everything goes through a Host (module_utils/_host.py).
 """
 
 from __future__ import annotations

@@ -99,7 +99,7 @@ def _utc(seconds):
 
 
 def rollback_script(token, kind, restores, live_commands, boot_commands, armed=ARMED, history=HISTORY,
-                    slow_hook=SLOW_ROLLBACK_HOOK, created_dirs=()):
+                    slow_hook=SLOW_ROLLBACK_HOOK, created_dirs=(), lock=LOCK):
     """The /bin/sh script that undoes a change.
 
     restores: [(path, backup path or None when the file did not exist)]. `$1` says who runs it: timer, boot or
@@ -118,6 +118,11 @@ def rollback_script(token, kind, restores, live_commands, boot_commands, armed=A
         '[ "$(cat "$armed/token" 2>/dev/null)" = %s ] || exit 0' % quote(token),
         'mkdir "$armed/%s" 2>/dev/null || exit 0' % CLAIM,
         'echo "$by $(date +%%s)" > "$armed/%s/by"' % CLAIM,
+        # Claimed: no commit can win now. A step still running (a slow finalize) finishes before the files go back;
+        # `now` is run by a step that holds the lock itself, and at boot there is no lock.
+        'if [ "$by" = timer ] && [ -d %s ] && command -v flock >/dev/null; then' % quote(os.path.dirname(lock)),
+        "  flock -w %d %s true || :" % (LOCK_WAIT_SECONDS * 4, quote(lock)),
+        "fi",
         "if [ -f %s ]; then sleep \"$(cat %s)\"; fi" % (quote(slow_hook), quote(slow_hook)),
         "status=0",
     ]
@@ -138,7 +143,7 @@ def rollback_script(token, kind, restores, live_commands, boot_commands, armed=A
     lines.append("fi")
     lines += [
         'echo "$status" > "$armed/%s/status"' % CLAIM,
-        "mkdir -p %s && mv -- \"$armed\" %s" % (quote(history), quote(done)),
+        "(umask 077 && mkdir -p %s) && mv -- \"$armed\" %s" % (quote(history), quote(done)),
         "exit $status",
     ]
     return "\n".join(lines) + "\n"
@@ -175,8 +180,8 @@ class Change:
         return "portcullis-rollback-%s.timer" % self.token
 
     def describe(self):
-        return "the %s change %s (%s), armed at %s" % (self.kind, self.token, self.manifest.get("description", ""),
-                                                        _utc(self.manifest["armed_at"]))
+        return "the %s change %s (%s), armed at %s" % (
+            self.kind, self.token, self.manifest.get("description", ""), _utc(self.manifest["armed_at"]))
 
     def outcome(self):
         """What became of a finished change, in words."""
@@ -326,7 +331,7 @@ class Engine:
         script = rollback_script(token, kind, [(local(path), local(backup) if backup else None)
                                                for path, backup in restores],
                                  live_commands, boot_commands, armed=local(ARMED), history=local(HISTORY),
-                                 slow_hook=local(SLOW_ROLLBACK_HOOK),
+                                 slow_hook=local(SLOW_ROLLBACK_HOOK), lock=local(LOCK),
                                  created_dirs=[local(path) for path in sorted(created_dirs, reverse=True)])
         self.host.write(staging + "/" + SCRIPT, script, mode=0o700)
         self.host.write_private(staging + "/token", token)

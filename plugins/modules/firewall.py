@@ -29,7 +29,7 @@ description:
     new connection fails, the timer restores the previous rules and the task fails saying so."
   - "One change at a time: while a change (a firewall change, or a move by M(portcullis.hardening.ssh_port) or
     M(portcullis.hardening.service_port)) is armed on the host, the task fails naming it and when its timer
-    expires, and changes nothing. When the confirmation fails, or the task is refused that way,
+    expires, and changes nothing. When applying or the confirmation fails, or the task is refused that way,
     RV(rolled_back) and RV(host_state) say what the host runs."
   - A boot unit, C(portcullis-rollback.service), installed and enabled at the first change, restores the
     previous files before C(nftables.service) starts when the host restarts with a change still armed. It
@@ -183,11 +183,11 @@ rolled_back:
     - After a failure, whether the previous rules are back - V(true) when the change was rolled back (by the
       timer, at boot, or at once), V(false) when nothing was changed because another change is armed, V(null)
       when the host does not answer and its state is unknown.
-  returned: failure, when the confirmation failed or another change is armed
+  returned: failure, when applying or the confirmation failed, or another change is armed
   type: bool
 host_state:
-  description: What the host runs after a failure, in words.
-  returned: failure, when the confirmation failed or another change is armed
+  description: What the host runs after a failure, in words (V(unknown) when the host did not say).
+  returned: failure, when applying or the confirmation failed, or another change is armed
   type: str
   sample: the previous configuration
 """
@@ -333,8 +333,8 @@ def run(module):
 
     current = plan(desired, nft)
     persistence = persistence_plan(desired, nft) if params["persist"] else {}
-    result = {"changed": current["table_changed"] or any(persistence.get(key) for key in ("file", "include",
-                                                                                         "service")),
+    persisting = any(persistence.get(key) for key in ("file", "include", "service"))
+    result = {"changed": current["table_changed"] or persisting,
               "rules": desired, "management_ports": kept, "persistence": persistence_summary(persistence),
               "diff": {"before": current["live_text"] or "", "after": desired}, "warnings": warnings}
     if module.check_mode:
@@ -344,6 +344,9 @@ def run(module):
             warnings.append("a real run would refuse now: %s" % exc)
         return result
     if not result["changed"]:
+        # The live table may be an armed change's, which its timer would still take back: say so, not "ok".
+        with engine.locked("firewall"):
+            warnings.extend(engine.refuse_if_pending("firewall"))
         return result
     return apply(engine, nft, params, desired, result, warnings)
 

@@ -231,7 +231,7 @@ def same_host_key(address, old_port, new_port, timeout, key_types=None):
     except SshTargetError as exc:
         return False, "%s presents its %s host key, %s none of that type: %s" % (old_where, old_type, new_where, exc)
     if (new_type, new_key) == (old_type, old_key):
-        return True, "%s and %s present the same %s host key %s" % (old_where, new_where, old_type,
-                                                                     fingerprint(old_key))
+        return True, "%s and %s present the same %s host key %s" % (
+            old_where, new_where, old_type, fingerprint(old_key))
     return False, "%s presents the %s host key %s, %s another one, %s %s: not the same server" % (
         old_where, old_type, fingerprint(old_key), new_where, new_type, fingerprint(new_key))

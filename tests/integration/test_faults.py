@@ -67,8 +67,8 @@ def lab_play(lab, tasks, hosts="all", **env):
 
 def move(lab, port, previous=(22,), hosts="all", **env):
     completed, results = lab_play(lab, [
-        {"name": "move", "portcullis.hardening.ssh_port": {"port": port, "previous_ports": list(previous),
-                                                            "confirm_timeout": 90}, "register": "moved"},
+        {"name": "move", "register": "moved", "portcullis.hardening.ssh_port": {
+            "port": port, "previous_ports": list(previous), "confirm_timeout": 90}},
         {"name": "switch", "ansible.builtin.set_fact": {"ansible_port": "{{ moved.ansible_port }}"},
          "when": "moved.ansible_port is defined"},
         {"name": "after", "ansible.builtin.command": {"argv": ["true"]}, "changed_when": False},
@@ -129,7 +129,7 @@ def baseline(lab):
 def test_restart_while_a_firewall_change_is_armed(baseline):
     lab = baseline
     before = {host.name: own_table(host) for host in lab.hosts}
-    running = in_background(firewall, lab, CHANGED, timeout=300, PORTCULLIS_TEST_HOLD_AFTER="apply:45")
+    running = in_background(firewall, lab, CHANGED, timeout=60, PORTCULLIS_TEST_HOLD_AFTER="apply:45")
     wait_for(lambda: armed_everywhere(lab), 120, "the firewall change armed on every host")
     assert all("9100" in own_table(host) for host in lab.hosts)  # the new table is live, not yet committed
     restart_all(lab)
@@ -242,4 +242,3 @@ def test_a_non_root_process_named_sshd_on_the_new_port_is_not_taken_for_sshd(bas
         for host in lab.hosts:
             host.ssh("systemctl stop portcullis-test-fake-sshd; rm -f /tmp/sshd", check=False)
     converges(lab, lambda: firewall(lab, CHANGED))
-

@@ -627,8 +627,28 @@ def test_blocked_confirm_rolls_back(lab):
     for host in lab.hosts:
         wait_for(lambda host=host: host.ssh("nft list table inet portcullis_test_blocker", check=False).returncode
                  != 0, 60, "the blocker gone on %s" % host.name)
-    assert_unchanged(lab, before)
+        after = host.snapshot()
+        assert after["own"] == before[host.name]["own"], host.name
+        assert after["foreign"] == before[host.name]["foreign"]
+        assert after["persisted"] == before[host.name]["persisted"]  # never confirmed, never persisted
+        assert after["conf"] == before[host.name]["conf"]
+        assert not rollback_left(after)
     assert_all_reachable(lab)
+    assert_reach(lab, BASELINE_REACH)
+
+
+@contextlib.contextmanager
+def nft_replaced(host, stand_in):
+    """/usr/sbin/nft replaced by `stand_in` (the original kept at /usr/sbin/nft.real), put back whatever happens."""
+    original = host.ssh("sha256sum /usr/sbin/nft").stdout.split()[0]
+    host.ssh("test ! -e /usr/sbin/nft.real && cat > /usr/sbin/nft.portcullis-test && chmod 755 "
+             "/usr/sbin/nft.portcullis-test && mv /usr/sbin/nft /usr/sbin/nft.real && "
+             "mv /usr/sbin/nft.portcullis-test /usr/sbin/nft", input_text=stand_in)
+    try:
+        yield
+    finally:
+        host.ssh("if [ -e /usr/sbin/nft.real ]; then mv -f /usr/sbin/nft.real /usr/sbin/nft; fi")
+        assert host.ssh("sha256sum /usr/sbin/nft").stdout.split()[0] == original
 
 
 def test_failing_nft_apply_leaves_the_previous_rules(lab):
@@ -698,12 +718,8 @@ def test_invalid_port_range_fails_before_anything_changes(lab):
     ({"allow": BASELINE, "confirm_timeout": -1}, "confirm_timeout: -1 must be within 0-3600 seconds"),
     ({"allow": [{"port": 8080}], "keep_management_port": False},
      "This connection uses port 22/tcp and keep_management_port=false, but no allow entry opens 22/tcp: applying "
-     "could cut it. Allow the port in allow, or keep the management port"),
-    ({"allow": [{"port": 22, "family": "ipv6"}, {"port": 8080}], "keep_management_port": False},
-     "This connection uses port 22/tcp and keep_management_port=false, but allow[0] opens 22/tcp for IPv6 only, "
-     "and this connection's family is not known (it may use IPv4): applying could cut it. Allow the port in allow, "
-     "or keep the management port"),
-], ids=["protocol-icmp", "confirm-timeout-negative", "closing-this-connection", "ipv6-only-entry"])
+     "would cut it. Allow the port in allow, or keep the management port"),
+], ids=["protocol-icmp", "confirm-timeout-negative", "closing-this-connection"])
 def test_bad_input_fails_naming_the_field(lab, args, message):
     ensure(lab, BASELINE)
     before = {host.name: host.snapshot() for host in lab.hosts}
@@ -712,6 +728,22 @@ def test_bad_input_fails_naming_the_field(lab, args, message):
     for result in results.values():
         assert result["failed"] is True and "invocation" not in result, result
         assert result["msg"] == message
+    assert_unchanged(lab, before)
+    assert_all_reachable(lab)
+
+
+def test_an_entry_for_the_other_family_does_not_count_for_this_connection(lab):
+    # 22 for IPv6 only while the controller comes over IPv4: the host sees that on this SSH session and refuses
+    # before anything changes, naming the entry.
+    ensure(lab, BASELINE)
+    before = {host.name: host.snapshot() for host in lab.hosts}
+    rc, results = lab.firewall({"allow": [{"port": 22, "family": "ipv6"}, {"port": 8080}],
+                                "keep_management_port": False})
+    assert rc != 0
+    for result in results.values():
+        assert result["failed"] is True, result
+        assert result["msg"] == ("keep_management_port: false, but allow[0] opens 22/tcp for IPv6 only, but this "
+                                 "connection uses IPv4: applying would cut this connection (nothing was changed)")
     assert_unchanged(lab, before)
     assert_all_reachable(lab)
 

@@ -32,7 +32,7 @@ SSH_FILES = "/etc/ssh/sshd_config /etc/ssh/sshd_config.d /etc/systemd/system/ssh
 SNAPSHOT = ("find %s -type f ! -name firewall.json ! -path '/var/lib/portcullis/history/*' "
             "-exec sha256sum {} + 2>/dev/null | sort; "
             "ss -H -ltn | awk '{print $4}' | sort; "
-            "systemctl list-units --all --plain --no-legend 'portcullis-ssh-port*'" % SSH_FILES)
+            "systemctl list-units --all --plain --no-legend 'portcullis-rollback-*'" % SSH_FILES)
 # Put a host back by container id (used only when SSH does not answer on 22).
 RESTORE = ("rm -f /etc/ssh/sshd_config.d/portcullis-ssh-port.conf /etc/ssh/sshd_config.d/broken.conf; "
            "rm -rf /etc/systemd/system/ssh.socket.d /var/lib/portcullis/armed; "
@@ -131,8 +131,10 @@ def test_move_over_the_moved_connection_then_rerun_with_the_stale_inventory_then
     assert not answers(on_22, 22) and not answers(on_22, 22, ipv6=True)
     effective = ssh_on(on_22, NEW_PORT, "sshd -T | grep -i '^port '").stdout.split("\n")
     assert [line for line in effective if line] == ["port %d" % NEW_PORT]
-    assert ssh_on(on_22, NEW_PORT, "ls /var/lib/portcullis; systemctl list-units --all --plain --no-legend "
-                  "'portcullis-ssh-port*'", check=False).stdout.strip() in ("", "firewall.json")
+    # Committed: nothing armed, no rollback unit left, the change in the engine's history.
+    left = ssh_on(on_22, NEW_PORT, "ls /var/lib/portcullis; systemctl list-units --all --plain --no-legend "
+                  "'portcullis-rollback-*'", check=False).stdout.split()
+    assert "armed" not in left and "history" in left and not [name for name in left if name.endswith(".timer")]
 
     # The inventory still says 22: sshd is found on the new port, nothing changes and the play goes on.
     rc, results = play(on_22, [move(NEW_PORT), SWITCH, AFTER])
@@ -189,9 +191,10 @@ def test_new_port_blocked_by_an_existing_rule_rolls_back(on_22):
                       "input tcp dport %d drop" % NEW_PORT)
     try:
         failed = _failed_move(on_22)
-        assert failed["failed_step"] == "new connection on %d" % NEW_PORT
+        # The controller's first look at the new port (its host key, before any login) already fails.
+        assert failed["failed_step"] == "host key on %d" % NEW_PORT
         assert failed["rolled_back"] is True
-        assert "a new SSH connection on the new port %d failed" % NEW_PORT in failed["msg"]
+        assert "the new port %d could not be proven from the controller" % NEW_PORT in failed["msg"]
         assert "The previous configuration was restored" in failed["msg"]
     finally:
         ssh_on(on_22, 22, "nft delete table inet portcullis_test_blocker", check=False)

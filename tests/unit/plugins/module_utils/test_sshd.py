@@ -1064,8 +1064,8 @@ SYSTEMD = {"pid": 1, "name": "systemd", "cmdline": "/sbin/init", "unit": "init.s
            "exe": "/usr/lib/systemd/systemd", "exe_deleted": False}
 
 
-def process(base=SSHD, **changes):
-    return dict(base, **changes)
+def process(base=None, **changes):
+    return dict(SSHD if base is None else base, **changes)
 
 
 @pytest.mark.parametrize("changes, expected", [

@@ -115,7 +115,7 @@ def test_ssh_config_falls_back_only_when_ssh_is_not_installed(port, expected):
 
 @pytest.mark.parametrize("answer, message", [
     ((255, "", "Pseudo-terminal will not be allocated because stdin is not a terminal.\r\n"
-                "Can't open user config file /nowhere: No such file or directory\n"),
+      "Can't open user config file /nowhere: No such file or directory\n"),
      r"^`ssh -G -F /nowhere -- web1` failed \(rc=255\): Can't open user config file /nowhere: No such file"),
     ((255, "", ""), r"failed \(rc=255\): no message$"),
     ((0, "user root\nhostname web1\n", ""), r"^`ssh -G -F /nowhere -- web1` printed no port$"),
