@@ -12,6 +12,7 @@ still armed - or rolled back. Private to the collection.
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from ansible_collections.portcullis.hardening.plugins.module_utils._firewall import (
@@ -34,7 +35,7 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._nftables imp
     tcp_rules_opening,
 )
 from ansible_collections.portcullis.hardening.plugins.module_utils._procnet import endpoint_text
-from ansible_collections.portcullis.hardening.plugins.module_utils._transaction import Engine
+from ansible_collections.portcullis.hardening.plugins.module_utils._transaction import Engine, new_token
 
 # How long a daemon may take to listen as expected after a reload or restart.
 LISTEN_WAIT_SECONDS = 15
@@ -127,14 +128,23 @@ def plan_firewall(nft, old_ports, port, wanted, warnings):
 class Move:
     """One move's way through the change engine, on one Host."""
 
-    def __init__(self, host, kind):
+    def __init__(self, host, kind, error=MoveError):
         self.host = host
         self.kind = kind
+        self.error = error  # the adapter's own MoveError subclass
         self.engine = Engine(host)
         self.nft = Nftables(host)
 
     def locked(self, step):
         return self.engine.locked(step)
+
+    @contextlib.contextmanager
+    def starting(self, step):
+        """The first changing step of a move: under the host lock, refused while another change is pending;
+        yields the new change's token."""
+        with self.locked(step):
+            self.engine.refuse_if_pending(step)
+            yield new_token()
 
     def arm(self, token, description, paths, timeout, firewall, live_commands, boot_commands=(), data=None):
         """Arm the rollback: the files the move writes, the firewall table when the move changes it (and the files
@@ -169,7 +179,7 @@ class Move:
             outcome = self.engine.rollback_now(token, self.kind, step)
         except PortcullisError as rollback_exc:
             outcome = "rolling back ALSO failed: %s" % rollback_exc
-        error = MoveError("%s failed: %s; %s" % (step, str(exc).strip(), outcome))
+        error = self.error("%s failed: %s; %s" % (step, str(exc).strip(), outcome))
         error.details = {"rolled_back": True, "host_state": "the previous configuration"}
         return error
 
@@ -188,5 +198,19 @@ class Move:
         return {"changed": True, "committed": True, "firewall_persistence": persisted}
 
     def rollback(self, token):
+        """Undo the move now: (its data, {changed, rolled_back, committed, outcome}). A move that had been
+        committed (the answer to the commit was lost) stays: committed True, nothing undone."""
         with self.locked("rollback"):
-            return self.engine.rollback_now(token, self.kind, "rollback")
+            change = self.engine.armed()
+            done = self.engine.finished(token)
+            if change is not None and change.token == token:
+                data = change.data
+            elif done is not None:
+                data = done.data
+            else:
+                raise self.error("rollback: change %s is unknown on this host" % token)
+            outcome = self.engine.rollback_now(token, self.kind, "rollback")
+            done = self.engine.finished(token)
+        committed = done is not None and done.claimed_by == "commit"
+        return data, {"changed": not committed, "rolled_back": not committed, "committed": committed,
+                      "outcome": outcome}

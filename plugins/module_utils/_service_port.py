@@ -36,7 +36,6 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._systemd impo
 from ansible_collections.portcullis.hardening.plugins.module_utils._transaction import (
     ChangePending,
     file_diff,
-    new_token,
     write_edits,
 )
 
@@ -79,7 +78,7 @@ class ServiceHost:
         self.read = host.read
         self.proc_root = proc_root
         self.check_mode = check_mode
-        self.move = Move(host, KIND)
+        self.move = Move(host, KIND, ServicePortError)
 
     def check(self, argv, step):
         return self.host.check(argv, step, ServicePortError)
@@ -169,13 +168,11 @@ def restart_commands(params):
 
 def apply(host, params):
     """Arm the rollback, write the configuration, move the firewall rule, restart, wait for the new port."""
-    with host.move.locked("apply"):
-        host.move.engine.refuse_if_pending("apply")
+    with host.move.starting("apply") as token:
         result = plan(host, params)
         steps = result.pop("_plan")
         if not result["changed"]:
             return result
-        token = new_token()
         firewall = steps["firewall"]
         undo = restart_sequence(params["service"], params["socket_unit"]) if params["socket_unit"] else \
             restart_sequence(params["service"])  # restart, not reload, on the way back: it may have died
@@ -209,19 +206,10 @@ def commit(host, token):
 
 
 def rollback(host, token):
-    with host.move.locked("rollback"):
-        change = host.move.engine.armed()
-        data = change.data if change is not None and change.token == token else None
-        if data is None:
-            done = host.move.engine.finished(token)
-            data = done.data if done else None
-        if data is None:
-            raise ServicePortError("rollback: change %s is unknown on this host" % token)
-        outcome = host.move.engine.rollback_now(token, KIND, "rollback")
-        done = host.move.engine.finished(token)
-    if done is not None and done.claimed_by == "commit":  # an earlier answer was lost: the move stands
-        return {"changed": False, "rolled_back": False, "committed": True, "outcome": outcome}
+    data, ended = host.move.rollback(token)
+    if ended["committed"]:
+        return ended
     wanted = [data["previous_port"]] if data["previous_port"] else []
     listening = wait_until_listening(lambda: host.listening(data["units"]), "the service", wanted, [],
                                      "rollback: waiting for the service on its previous port")
-    return {"changed": True, "rolled_back": True, "outcome": outcome, "listening_after": listening}
+    return dict(ended, listening_after=listening)

@@ -34,6 +34,7 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._move import 
 from ansible_collections.portcullis.hardening.plugins.module_utils._sshd import (
     SOCKET_DROP_IN,
     SSHD_CONFIG,
+    SSHD_SERVICE_UNITS,
     apply_edits,
     has_own_record,
     parse_listen_property,
@@ -57,14 +58,12 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._systemd impo
 from ansible_collections.portcullis.hardening.plugins.module_utils._transaction import (
     ChangePending,
     file_diff,
-    new_token,
     write_edits,
 )
 
 KIND = "ssh-port"
 SSHD = "/usr/sbin/sshd"
 SOCKET_UNIT = "ssh.socket"
-SERVICE_UNITS = ("ssh.service", "sshd.service")
 SELINUX_ENFORCE = "/sys/fs/selinux/enforce"
 EPHEMERAL_RANGE = "/proc/sys/net/ipv4/ip_local_port_range"
 PRIVSEP_DIR = "/run/sshd"
@@ -85,7 +84,7 @@ class SshHost:
         self.proc_root = proc_root
         self.sleep = sleep
         self.check_mode = check_mode
-        self.move = Move(host, KIND)
+        self.move = Move(host, KIND, SshPortError)
 
     def check(self, argv, step):
         return self.host.check(argv, step, SshPortError)
@@ -127,7 +126,7 @@ class SshHost:
 
     def service(self):
         """The unit that runs sshd: ssh.service (Debian, Ubuntu) or sshd.service (Fedora, RHEL, Arch)."""
-        for unit in SERVICE_UNITS:
+        for unit in SSHD_SERVICE_UNITS:
             props = self.unit_property(unit, ["LoadState", "Id"])
             if props.get("LoadState", [""])[0] == "loaded":
                 return props.get("Id", [unit])[0] or unit
@@ -323,13 +322,11 @@ def _reconfigure(host, token, phase, edits, socket_text, firewall_text, restart,
 
 def transition(host, params):
     """Listen on the old and the new port, with the host's own rollback armed (the `transition` step)."""
-    with host.move.locked("transition"):
-        host.move.engine.refuse_if_pending("transition")
+    with host.move.starting("transition") as token:
         result = plan(host, params)
         steps = result.pop("_plan")
         if not result["changed"]:
             return result
-        token = new_token()
         firewall = steps["firewall"]
         undo = [DAEMON_RELOAD] + steps["selinux"]["undo"] + rollback_restart_commands(steps["socket"],
                                                                                       steps["service"])
@@ -391,22 +388,13 @@ def commit(host, token):
 
 def rollback(host, token):
     """Undo the move now (the controller could not prove the new port), and wait for sshd on the old port."""
-    with host.move.locked("rollback"):
-        change = host.move.engine.armed()
-        data = change.data if change is not None and change.token == token else None
-        if data is None:
-            done = host.move.engine.finished(token)
-            data = done.data if done else None
-        if data is None:
-            raise SshPortError("rollback: change %s is unknown on this host" % token)
-        outcome = host.move.engine.rollback_now(token, KIND, "rollback")
-        done = host.move.engine.finished(token)
-    if done is not None and done.claimed_by == "commit":  # an earlier answer was lost: the move stands
-        return {"changed": False, "rolled_back": False, "committed": True, "outcome": outcome}
+    data, ended = host.move.rollback(token)
+    if ended["committed"]:
+        return ended
     socket_ports = data["socket_ports"] if data["socket"]["active"] else ()
     listening = host.wait_listening(data["moved"] or [data["port"]], [], "rollback: waiting for sshd on the old "
                                     "port", socket_ports)
-    return {"changed": True, "rolled_back": True, "outcome": outcome, "listening_after": listening}
+    return dict(ended, listening_after=listening)
 
 
 def result_json(result):

@@ -326,8 +326,8 @@ def test_ssh_port_a_host_key_mismatch_on_the_new_port_rolls_back_before_any_logi
     result, host, connection = ssh_move({"rollback": [UNDONE]}, same_key=mismatch)
     assert result["failed"] is True and result["failed_step"] == "host key on 2222"
     assert result["rolled_back"] is True and result["ansible_port"] == 22
-    assert "does not present the host key of the one on port 22" in result["msg"] and "not the same server" in \
-        result["msg"]
+    assert "the server there must present the host key of the one on port 22" in result["msg"]
+    assert "not the same server" in result["msg"]
     assert "The previous configuration was restored" in result["msg"]
     assert host.ports("rollback") == [22]  # over the old port: it is still open during the transition
     assert host.ports("finalize") == [] and host.ports("commit") == []
