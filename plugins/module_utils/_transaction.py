@@ -380,9 +380,8 @@ class Engine:
                 raise RolledBack("%s: %s; %s" % (step, str(exc).strip(), self.rollback_now(token, kind, step)))
         self.host.run([SYSTEMCTL, "stop", change.timer])
         if not self.host.mkdir("%s/%s" % (ARMED, CLAIM)):
-            done = self._wait_for_rollback(token)
-            raise RolledBack("%s: the rollback timer fired while committing, so %s" % (
-                step, done.outcome() if done else "a rollback is still running on the host"))
+            # Not waited for here: the timer's script waits for the host lock this step holds.
+            raise RolledBack("%s: the rollback timer fired while committing: %s" % (step, self._ending(token)))
         self.host.write_private("%s/%s/by" % (ARMED, CLAIM), "commit %d\n" % int(self.host.clock()))
         self._to_history(self.armed())
         self._reset_units(token)
@@ -392,7 +391,10 @@ class Engine:
         """Undo the armed change now (the script, as a unit of its own outside this session); what happened, in
         words. Raises TransactionError when the host's state cannot be told."""
         change = self.armed()
-        if change is not None and change.token == token and change.kind == kind and not change.claimed_by:
+        if change is not None and change.token == token and change.kind == kind:
+            if change.claimed_by:
+                # The timer's script claimed it and waits for the host lock this step holds: it runs next.
+                return self._ending(token)
             self._run_rollback(change, "now")
         done = self._wait_for_rollback(token)
         if done is None:
@@ -401,6 +403,17 @@ class Engine:
         if done.claimed_by == "commit":
             return "the change had been committed already: the new configuration stays"
         return done.outcome()
+
+    def _ending(self, token):
+        """How a change that someone else claimed ends, in words: finished, or still being rolled back."""
+        done = self.finished(token) or self.armed()
+        if done is not None and done.claimed_by == "commit":
+            return "the change had been committed already: the new configuration stays"
+        if done is not None and done.status is not None:
+            return done.outcome()
+        change = self.armed()
+        return "its rollback (by the %s, since %s) is putting the previous configuration back" % (
+            change.claimed_by if change else "timer", _utc(change.claimed_at or 0) if change else "now")
 
     def _run_rollback(self, change, by):
         self.host.run([SYSTEMCTL, "stop", change.timer])

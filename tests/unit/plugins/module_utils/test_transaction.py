@@ -258,3 +258,29 @@ def test_the_manifest_is_private(armed):
     assert os.stat(path).st_mode & 0o077 == 0
     with open(path) as stream:
         assert json.load(stream)["description"] == "demo to 2222"
+
+
+def test_defect_1_the_timer_claiming_while_the_commit_persists_wins_and_the_commit_says_so(armed):
+    # The timer fires while finish() persists: its script claims the change (and then waits for the host lock the
+    # commit holds). The commit's own claim fails: it reports the rollback at once instead of waiting for it.
+    engine, _system, root = armed
+
+    def persist(_change):
+        os.mkdir(host_file(root, ARMED + "/" + CLAIM))
+        write_host_file(root, ARMED + "/%s/by" % CLAIM, "timer 1700000000\n")
+
+    with pytest.raises(RolledBack) as error:
+        engine.commit(TOKEN, "demo", finish=persist)
+    assert "the rollback timer fired while committing" in str(error.value)
+    assert "is putting the previous configuration back" in str(error.value)
+    # What the step can say about it, without waiting for the script that waits for the step's lock.
+    assert "is putting the previous configuration back" in engine.rollback_now(TOKEN, "demo")
+
+
+def test_a_timer_fired_rollback_waits_for_a_step_that_holds_the_lock(armed):
+    _engine, _system, root = armed
+    script = read_host_file(root, ARMED + "/rollback.sh")
+    claim, wait, restore = (script.index('mkdir "$armed/started"'), script.index("flock -w"),
+                            script.index("cp -p"))
+    assert claim < wait < restore
+    assert '[ "$by" = timer ]' in script[:wait]  # `now` runs under the caller's lock, `boot` has none
