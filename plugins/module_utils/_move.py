@@ -35,6 +35,7 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._nftables imp
     tcp_rules_opening,
 )
 from ansible_collections.portcullis.hardening.plugins.module_utils._procnet import endpoint_text
+from ansible_collections.portcullis.hardening.plugins.module_utils._text import printable
 from ansible_collections.portcullis.hardening.plugins.module_utils._transaction import Engine, new_token
 
 # How long a daemon may take to listen as expected after a reload or restart.
@@ -58,7 +59,8 @@ def port_holders_of(listeners, port, owns):
     for listener in listeners:
         if listener["port"] != port or owns(listener):
             continue
-        owners = ", ".join("%s[%d]" % (process["name"], process["pid"]) for process in listener["processes"])
+        owners = ", ".join("%s[%d]" % (printable(process["name"]), process["pid"])
+                           for process in listener["processes"])
         held.append("%s on %s" % (owners or "a process Portcullis cannot see",
                                   endpoint_text(listener["address"], listener["port"])))
     return held
