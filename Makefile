@@ -104,7 +104,7 @@ demo: collection
 	@echo "== 4. Audit again (the lab's inventory still says 22: connect on $(DEMO_SSH_PORT))"
 	$(BIN)/ansible-playbook -i $(DEMO_LAB_DIR)/inventory.yml playbooks/audit.yml --check \
 	  -e @demo/lab-allowlist.yml -e portcullis_report_dir=$(REPORT_DIR)/after -e portcullis_fail_on_findings=false \
-	  -e ansible_port=$(DEMO_SSH_PORT)
+	  -e portcullis_previous_report=$(REPORT_DIR)/before/portcullis-report.json -e ansible_port=$(DEMO_SSH_PORT)
 	@echo
 	@echo "== What listens"
 	@cat $(REPORT_DIR)/listeners.txt

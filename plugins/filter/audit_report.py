@@ -20,6 +20,9 @@ description:
     console, with the counts, a table of every finding above info, and the hosts not audited.
   - A host whose result is marked C(unreachable) or C(failed) (with its C(msg)) is reported as not audited,
     in every format.
+  - With O(previous), the JSON report of an earlier run, every format first shows what changed since then (the
+    drift) - new and resolved findings, listeners that appeared or disappeared, hosts that appeared or
+    disappeared. See C(docs/reports.md), section "Drift".
   - The same input gives the same text, byte for byte.
   - In V(text), V(junit) and V(html), control characters, line separators and bidirectional overrides in
     what the hosts report (process names, command lines, messages) are shown as escapes such as C(\x1b) and
@@ -45,6 +48,14 @@ options:
     description: Version of portcullis.hardening named in the report.
     type: str
     default: 0.1.0
+  previous:
+    description:
+      - The JSON report of an earlier run, parsed (read it with the C(ansible.builtin.file) lookup or
+        M(ansible.builtin.slurp), then C(from_json)), to compare this one with.
+      - V(null) (the default) makes a report without drift. A mapping that is not such a report fails the filter
+        with a message naming what is wrong.
+    type: dict
+    version_added: 0.1.0
 """
 
 EXAMPLES = r"""
@@ -64,6 +75,12 @@ EXAMPLES = r"""
     - {format: html, extension: html}
   delegate_to: localhost
   run_once: true
+
+- name: Say what changed since the last run's JSON report
+  ansible.builtin.debug:
+    msg: >-
+      {{ audit_results | portcullis.hardening.audit_report('text', report_time,
+         previous=lookup('ansible.builtin.file', 'reports/portcullis-report.json') | from_json) }}
 """
 
 RETURN = r"""
@@ -89,11 +106,11 @@ RENDERERS = {"json": render_json, "junit": render_junit, "sarif": render_sarif, 
              "text": render_text}
 
 
-def audit_report(results_by_host, format, generated_at, tool_version="0.1.0"):
+def audit_report(results_by_host, format, generated_at, tool_version="0.1.0", previous=None):
     if format not in RENDERERS:
         raise AnsibleFilterError("audit_report: format %r is not one of: %s" % (format, ", ".join(RENDERERS)))
     try:
-        return RENDERERS[format](build_report(results_by_host, generated_at, tool_version))
+        return RENDERERS[format](build_report(results_by_host, generated_at, tool_version, previous))
     except ValueError as exc:
         raise AnsibleFilterError(printable("audit_report: %s" % exc))  # it may quote a host name
     except (KeyError, TypeError, AttributeError) as exc:

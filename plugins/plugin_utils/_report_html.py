@@ -210,6 +210,35 @@ def _fleet_findings(report, anchors):
     return html + _table(FLEET_COLUMNS, rows)
 
 
+def _drift_section(drift):
+    """What changed since the previous report: counts, new and resolved findings, listeners, hosts."""
+    findings, listeners, hosts = drift["findings"], drift["listeners"], drift["hosts"]
+    since = drift["previous_generated_at"].replace("T", " ").replace("Z", " UTC")
+    html = '<section id="drift" aria-label="Drift"><h2>What changed since %s</h2>' % escape(since)
+    html += _cards([("high", len(findings["new"]), "New findings"),
+                    ("compliant", len(findings["resolved"]), "Resolved findings"),
+                    ("info", findings["unchanged"], "Unchanged findings"),
+                    ("medium", len(listeners["appeared"]), "Listeners appeared"),
+                    ("low", len(listeners["disappeared"]), "Listeners disappeared"),
+                    ("total", len(hosts["appeared"]), "Hosts appeared"),
+                    ("unreachable", len(hosts["disappeared"]), "Hosts disappeared")])
+    for title, changed in (("New findings", findings["new"]), ("Resolved findings", findings["resolved"])):
+        rows = [("sev-" + item["finding"]["severity"], [escape(item["host"])]
+                 + _finding_cells(item["finding"], with_commands=False)) for item in changed]
+        html += "<h3>%s (%d)</h3>" % (title, len(rows)) + (
+            _table(FLEET_COLUMNS, rows) if rows else '<p class="empty">None.</p>')
+    rows = [("", [escape(change), escape(item["host"]),
+                  '<span class="mono nowrap">%s</span>' % escape(where(item["listener"])),
+                  escape(item["listener"]["family"]), _processes_cell(item["listener"]["processes"], False)])
+            for change in ("appeared", "disappeared") for item in listeners[change]]
+    html += "<h3>Listening sockets (%d changed)</h3>" % len(rows) + (
+        _table(("Change", "Host", "Where", "Family", "Processes"), rows) if rows else '<p class="empty">None.</p>')
+    rows = [("", [escape(change), escape(host)]) for change in ("appeared", "disappeared") for host in hosts[change]]
+    html += "<h3>Hosts (%d changed)</h3>" % len(rows) + (
+        _table(("Change", "Host"), rows, stack=False) if rows else '<p class="empty">None.</p>')
+    return html + "</section>"
+
+
 def _sources(rule):
     if rule["bind"] == "loopback":
         return "this host only"
@@ -268,8 +297,9 @@ def _controls_legend(report):
 
 
 def render_html(report):
-    """The report as one HTML document, findings first, then each host (host text with control characters
-    escaped: html.escape leaves them, and bidi controls could reorder what the page shows)."""
+    """The report as one HTML document: what changed (with a drift) and the findings first, then each host (host
+    text with control characters escaped: html.escape leaves them, and bidi controls could reorder what the page
+    shows)."""
     report = printable_report(report)
     anchors = {host: "host-%d" % number for number, host in enumerate(report["hosts"], 1)}
     generated = report["generated_at"].replace("T", " ").replace("Z", " UTC")
@@ -282,6 +312,7 @@ def render_html(report):
         '<header><div class="eyebrow">Portcullis compliance report</div><h1>Listening ports against the allowlist</h1>',
         '<p class="meta">Generated %s by %s</p>' % (escape(generated), escape(tool)),
         _verdict(report) + "</header>",
+        *([_drift_section(report["drift"])] if "drift" in report else []),
         _summary(report),
         _fleet_findings(report, anchors),
         _host_index(report, anchors),

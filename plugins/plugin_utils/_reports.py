@@ -4,6 +4,9 @@
 
 """Compliance reports of a fleet audit: one JSON report, rendered as JSON, JUnit XML and SARIF.
 
+Given the previous JSON report, a report carries its drift (report_drift): the findings, listeners and hosts
+that changed since then, and every rendering shows it first.
+
 Private to the collection: pure functions, used by the audit_report filter. The HTML rendering is in
 _report_html. Same input, same output: nothing here reads the clock or depends on dict order.
 
@@ -19,6 +22,7 @@ import datetime
 import hashlib
 import json
 import xml.etree.ElementTree as ET
+from collections import Counter
 from typing import NamedTuple
 from urllib.parse import quote
 
@@ -113,8 +117,11 @@ def _host_entry(host, result):
             "allowlist": copy.deepcopy(result["allowlist"]), "probe": copy.deepcopy(result.get("probe"))}
 
 
-def build_report(results_by_host, generated_at, tool_version):
-    """The JSON report (a dict) of {host: audit result}; see docs/report.schema.json."""
+def build_report(results_by_host, generated_at, tool_version, previous=None):
+    """The JSON report (a dict) of {host: audit result}; see docs/report.schema.json.
+
+    With previous (the JSON report of an earlier run, parsed), the report has a "drift" (report_drift).
+    """
     if not isinstance(results_by_host, dict):
         raise ValueError("expected a mapping of host name to audit result, got %s" % type(results_by_host).__name__)
     hosts = {str(host): _host_entry(host, results_by_host[host]) for host in sorted(results_by_host, key=str)}
@@ -123,7 +130,7 @@ def build_report(results_by_host, generated_at, tool_version):
     for entry in hosts.values():
         for item in entry["findings"]:
             counts[item["severity"]] += 1
-    return {
+    report = {
         "schema_version": SCHEMA_VERSION,
         "generated_at": _utc_timestamp(generated_at),
         "tool": {"name": TOOL_NAME, "version": str(tool_version)},
@@ -133,6 +140,124 @@ def build_report(results_by_host, generated_at, tool_version):
                     "findings": counts},
         "hosts": hosts,
     }
+    if previous is not None:
+        report["drift"] = report_drift(previous, report)
+    return report
+
+
+# --- drift: what changed since the previous report ------------------------------------------------
+
+NOT_AUDITED = ("unreachable", "failed")
+FINDING_FIELDS = ("kind", "protocol", "address", "port")  # with the host: the identity of a finding (fingerprint)
+LISTENER_FIELDS = ("protocol", "family", "address", "port")  # with the host: the identity of a listener
+# What the renderings read of a resolved finding: every field the schema requires.
+PREVIOUS_FINDING_FIELDS = FINDING_FIELDS + ("severity", "family", "processes", "rule", "message", "remediation",
+                                            "controls", "source")
+
+
+def _check_previous(previous):
+    """ValueError naming the first thing report_drift cannot use in a previous report."""
+    if not isinstance(previous, dict):
+        raise ValueError("previous report: %r is not a JSON report (a mapping)" % type(previous).__name__)
+    for field in ("schema_version", "generated_at", "hosts"):
+        if field not in previous:
+            raise ValueError("previous report: it has no %r; pass what audit_report('json') wrote" % field)
+    if previous["schema_version"] != SCHEMA_VERSION:
+        raise ValueError("previous report: schema_version %r is not %d" % (previous["schema_version"], SCHEMA_VERSION))
+    try:
+        _utc_timestamp(previous["generated_at"])
+    except ValueError as exc:
+        raise ValueError("previous report: %s" % exc)
+    if not isinstance(previous["hosts"], dict):
+        raise ValueError("previous report: hosts: %r is not a mapping" % type(previous["hosts"]).__name__)
+    for host, entry in previous["hosts"].items():
+        if not isinstance(entry, dict) or entry.get("status") not in ("compliant", "noncompliant") + NOT_AUDITED:
+            raise ValueError("previous report: hosts.%s is not a host entry with a status" % host)
+        for name, fields in (("findings", PREVIOUS_FINDING_FIELDS), ("listeners", LISTENER_FIELDS + ("processes",))):
+            items = entry.get(name)
+            if not isinstance(items, list):
+                raise ValueError("previous report: hosts.%s.%s is not a list" % (host, name))
+            for position, item in enumerate(items):
+                missing = [field for field in fields if not isinstance(item, dict) or field not in item]
+                if missing:
+                    raise ValueError("previous report: hosts.%s.%s[%d] has no %s"
+                                     % (host, name, position, ", ".join(repr(field) for field in missing)))
+                if name == "findings" and (item["kind"] not in KINDS or item["severity"] not in SEVERITIES):
+                    raise ValueError("previous report: hosts.%s.findings[%d] is not of a known kind and severity"
+                                     % (host, position))
+
+
+def _changes(previous_items, items, fields):
+    """(only in items, only in previous_items), as multisets of identity: a socket twice counts twice."""
+    def key(host, item):
+        return (host,) + tuple(str(item[field]) if item[field] is not None else None for field in fields)
+
+    def extra(these, those):
+        left = Counter(key(host, item) for host, item in those)
+        found = []
+        for host, item in these:
+            if left[key(host, item)]:
+                left[key(host, item)] -= 1
+            else:
+                found.append((host, item))
+        return found
+    return extra(items, previous_items), extra(previous_items, items)
+
+
+def report_drift(previous_report, report):
+    """What changed from previous_report to report (both JSON reports); see docs/reports.md "Drift".
+
+    {"previous_generated_at": "2025-05-31T09:30:00Z",
+     "findings": {"new": [{"host", "finding"}], "resolved": [{"host", "finding"}], "unchanged": count},
+     "listeners": {"appeared": [{"host", "listener"}], "disappeared": [{"host", "listener"}]},
+     "hosts": {"appeared": [host], "disappeared": [host]}}
+
+    A finding is its host, kind, protocol, address and port (as its SARIF fingerprint), a listener its host,
+    protocol, family, address and port. Only hosts audited in report are compared: a host not audited now
+    resolves nothing and loses no listener; one not audited before (or new) has every finding new and every
+    listener appeared. Lists follow the report's order: hosts sorted, then the audit's own order.
+    """
+    _check_previous(previous_report)
+    audited = [host for host, entry in report["hosts"].items() if entry["status"] not in NOT_AUDITED]
+    before = {host: entry for host, entry in previous_report["hosts"].items()
+              if host in audited and entry["status"] not in NOT_AUDITED}
+
+    def pairs(entries, field):
+        return [(host, item) for host in sorted(entries) for item in entries[host][field]]
+    now = {host: report["hosts"][host] for host in audited}
+    new, resolved = _changes(pairs(before, "findings"), pairs(now, "findings"), FINDING_FIELDS)
+    appeared, disappeared = _changes(pairs(before, "listeners"), pairs(now, "listeners"), LISTENER_FIELDS)
+    return {
+        "previous_generated_at": _utc_timestamp(previous_report["generated_at"]),
+        "findings": {"new": [{"host": host, "finding": copy.deepcopy(item)} for host, item in new],
+                     "resolved": [{"host": host, "finding": copy.deepcopy(item)} for host, item in resolved],
+                     "unchanged": len(pairs(now, "findings")) - len(new)},
+        "listeners": {"appeared": [{"host": host, "listener": copy.deepcopy(item)} for host, item in appeared],
+                      "disappeared": [{"host": host, "listener": copy.deepcopy(item)} for host, item in disappeared]},
+        "hosts": {"appeared": sorted(set(report["hosts"]) - set(previous_report["hosts"])),
+                  "disappeared": sorted(set(previous_report["hosts"]) - set(report["hosts"]), key=str)},
+    }
+
+
+def drift_lines(drift):
+    """The drift as plain lines: the counts, then + new / - resolved findings, listeners and hosts."""
+    findings, listeners, hosts = drift["findings"], drift["listeners"], drift["hosts"]
+    lines = ["Since %s: %d new findings, %d resolved, %d unchanged; listeners: %d appeared, %d disappeared; "
+             "hosts: %d appeared, %d disappeared" % (
+                 drift["previous_generated_at"], len(findings["new"]), len(findings["resolved"]),
+                 findings["unchanged"], len(listeners["appeared"]), len(listeners["disappeared"]),
+                 len(hosts["appeared"]), len(hosts["disappeared"]))]
+    for sign, changed in (("+", findings["new"]), ("-", findings["resolved"])):
+        lines += ["  %s %s [%s] %s: %s" % (
+            sign, item["host"], item["finding"]["severity"], KINDS[item["finding"]["kind"]].title,
+            where(item["finding"])) for item in changed]
+    for sign, changed in (("+", listeners["appeared"]), ("-", listeners["disappeared"])):
+        lines += ["  %s %s listener %s %s" % (
+            sign, item["host"], where(item["listener"]), processes_text(item["listener"]["processes"]))
+            for item in changed]
+    lines += ["  + host %s" % host for host in hosts["appeared"]]
+    lines += ["  - host %s" % host for host in hosts["disappeared"]]
+    return lines
 
 
 def printable_report(report):
@@ -151,10 +276,11 @@ def render_json(report):
 
 
 def render_text(report):
-    """For a console: the fleet's summary, every finding worse than info, and the hosts not audited."""
+    """For a console: the drift if any, the fleet's summary, every finding worse than info, the hosts not audited."""
     report = printable_report(report)
     summary = report["summary"]
-    lines = ["%d hosts: %d compliant, %d not compliant, %d not audited; findings: %s" % (
+    lines = drift_lines(report["drift"]) + [""] if "drift" in report else []
+    lines += ["%d hosts: %d compliant, %d not compliant, %d not audited; findings: %s" % (
         summary["hosts"], summary["compliant"], summary["noncompliant"], summary["unreachable"],
         ", ".join("%d %s" % (summary["findings"][severity], severity) for severity in SEVERITIES))]
     rows = [(host, item["severity"], KINDS[item["kind"]].title, where(item), processes_text(item["processes"]))
@@ -279,8 +405,30 @@ def _add_case(suite, host, name, failing, infos, skipped_because):
         ET.SubElement(case, "system-out").text = "\n\n".join(finding_details(item) for item in infos)
 
 
+def _drift_suite(root, drift, timestamp):
+    """The "drift" test suite: a test case per new finding, failing above info; the rest of the drift as output."""
+    suite = ET.SubElement(root, "testsuite", {"name": "drift", "timestamp": timestamp})
+    since = "new since %s" % drift["previous_generated_at"]
+    cases, seen = [], Counter()
+    for item in drift["findings"]["new"]:
+        name = "%s: %s: %s" % (since, KINDS[item["finding"]["kind"]].title, where(item["finding"]))
+        seen[(item["host"], name)] += 1
+        count = seen[(item["host"], name)]
+        cases.append((item["host"], name if count == 1 else "%s (%d)" % (name, count), item["finding"]))
+    if not cases:
+        ET.SubElement(suite, "testcase", {"classname": "drift", "name": "no new findings since %s"
+                                          % drift["previous_generated_at"], "time": "0"})
+    for host, name, finding in cases:
+        failing = finding if finding["severity"] != "info" else None
+        _add_case(suite, host, name, failing, [] if failing else [finding], None)
+    ET.SubElement(suite, "system-out").text = "\n".join(drift_lines(drift))
+    failures = sum(1 for _host, _name, finding in cases if finding["severity"] != "info")
+    return {"tests": max(len(cases), 1), "failures": failures, "errors": 0, "skipped": 0}, suite
+
+
 def render_junit(report):
-    """JUnit XML: a test suite per host, test cases per allowlist entry and host-wide check (see _test_cases).
+    """JUnit XML: a test suite per host, test cases per allowlist entry and host-wide check (see _test_cases),
+    after a "drift" suite when the report has a drift (_drift_suite).
 
     Printable text is valid XML 1.0 too: no character of the host's breaks the file.
     """
@@ -288,6 +436,12 @@ def render_junit(report):
     timestamp = report["generated_at"].rstrip("Z")
     root = ET.Element("testsuites", {"name": "portcullis audit"})
     totals = dict.fromkeys(("tests", "failures", "errors", "skipped"), 0)
+    if "drift" in report:
+        counts, suite = _drift_suite(root, report["drift"], timestamp)
+        for key, value in counts.items():
+            suite.set(key, str(value))
+            totals[key] += value
+        suite.set("time", "0")
     for host, entry in report["hosts"].items():
         suite = ET.SubElement(root, "testsuite", {"name": host, "hostname": host, "timestamp": timestamp})
         counts = dict.fromkeys(totals, 0)
@@ -333,7 +487,7 @@ def _sarif_rule(kind, findings):
 
 def fingerprint(host, finding):
     """Stable across runs for the same problem on the same host."""
-    parts = (host, finding["kind"], finding["protocol"], finding["address"], finding["port"])
+    parts = (host,) + tuple(finding[field] for field in FINDING_FIELDS)  # the identity drift compares too
     key = "\x1f".join(str(part) for part in parts)
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
@@ -359,9 +513,18 @@ def _sarif_result(host, finding):
 
 
 def render_sarif(report):
-    """SARIF 2.1.0: one run, a rule per finding kind, a result per finding; hosts not audited as notifications."""
+    """SARIF 2.1.0: one run, a rule per finding kind, a result per finding; hosts not audited as notifications.
+
+    With a drift, each result has a baselineState (new or unchanged) and each resolved finding is a result too,
+    "absent".
+    """
     results, notifications = [], []
     by_kind = {kind: [] for kind in KIND_ORDER}
+    drift = report.get("drift")
+    # The drift's new findings are the last ones of their identity (report_drift matches the first ones).
+    new = Counter(fingerprint(item["host"], item["finding"]) for item in drift["findings"]["new"]) if drift else None
+    total = Counter(fingerprint(host, item) for host, entry in report["hosts"].items() for item in entry["findings"])
+    seen = Counter()
     for host, entry in report["hosts"].items():
         if entry["error"] is not None:
             notifications.append({"level": "error",
@@ -369,8 +532,18 @@ def render_sarif(report):
                                       host, entry["status"], entry["error"])},
                                   "properties": {"host": host, "status": entry["status"]}})
         for item in entry["findings"]:
-            results.append(_sarif_result(host, item))
+            result = _sarif_result(host, item)
+            if drift:
+                key = fingerprint(host, item)
+                result["baselineState"] = "new" if seen[key] >= total[key] - new[key] else "unchanged"
+                seen[key] += 1
+            results.append(result)
             by_kind[item["kind"]].append(item)
+    for item in drift["findings"]["resolved"] if drift else []:
+        # In the baseline, not in this run: SARIF's "absent", a passing result (kind pass, level none).
+        result = _sarif_result(item["host"], item["finding"])
+        result.update(baselineState="absent", kind="pass", level="none")
+        results.append(result)
     sarif = {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
@@ -381,7 +554,8 @@ def render_sarif(report):
             "invocations": [{"executionSuccessful": not notifications, "endTimeUtc": report["generated_at"],
                              "toolExecutionNotifications": notifications}],
             "results": results,
-            "properties": {"summary": report["summary"]},
+            "properties": dict({"summary": report["summary"]}, **(
+                {"previous_generated_at": drift["previous_generated_at"]} if drift else {})),
         }],
     }
     return json.dumps(sarif, indent=2, sort_keys=True, ensure_ascii=False) + "\n"

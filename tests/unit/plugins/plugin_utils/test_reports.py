@@ -15,9 +15,11 @@ import xml.etree.ElementTree as ET
 
 import jsonschema
 import pytest
+import yaml
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.portcullis.hardening.plugins.filter import audit_report as audit_report_plugin
 from ansible_collections.portcullis.hardening.plugins.filter.audit_report import audit_report
 from ansible_collections.portcullis.hardening.plugins.plugin_utils._report_html import render_html
 from ansible_collections.portcullis.hardening.plugins.plugin_utils._reports import (
@@ -28,6 +30,7 @@ from ansible_collections.portcullis.hardening.plugins.plugin_utils._reports impo
     render_junit,
     render_sarif,
     render_text,
+    report_drift,
     where,
 )
 
@@ -441,3 +444,245 @@ def test_printable_report_leaves_ordinary_reports_alone(report):
     assert printable_report(report) == report
     assert printable_report(build_report(poisoned({"h": {"unreachable": True, "msg": "x"}}), GENERATED_AT, "0"))[
         "hosts"]["h"]["error"] == "x" + SHOWN
+
+
+# --- drift ------------------------------------------------------------------------------------------
+
+PREVIOUS_AT = "2025-05-31T09:30:00Z"
+GONE = "old-01.example.org"
+
+
+def make_finding(port, address="0.0.0.0", kind="unexpected_listener", severity="high", message="listens"):
+    return {"kind": kind, "severity": severity, "protocol": "tcp", "family": "ipv6" if ":" in address else "ipv4",
+            "address": address, "port": port, "processes": [{"pid": 7, "name": "x"}], "rule": None,
+            "message": message, "remediation": "stop it", "controls": [], "source": "host"}
+
+
+def make_listener(port, address="0.0.0.0"):
+    return {"protocol": "tcp", "family": "ipv6" if ":" in address else "ipv4", "address": address, "port": port,
+            "processes": [{"pid": 7, "name": "x"}], "loopback": False, "wildcard": True}
+
+
+def audited(findings=(), listeners=()):
+    return {"compliant": not findings, "findings": list(findings), "listeners": list(listeners), "allowlist": [],
+            "probe": None}
+
+
+DOWN = {"unreachable": True, "msg": "no route to host"}
+
+
+def summarise(drift):
+    """The drift as (new, resolved, unchanged, appeared, disappeared, hosts appeared, hosts disappeared)."""
+    return ([(item["host"], item["finding"]["port"]) for item in drift["findings"]["new"]],
+            [(item["host"], item["finding"]["port"]) for item in drift["findings"]["resolved"]],
+            drift["findings"]["unchanged"],
+            [(item["host"], item["listener"]["address"], item["listener"]["port"])
+             for item in drift["listeners"]["appeared"]],
+            [(item["host"], item["listener"]["address"], item["listener"]["port"])
+             for item in drift["listeners"]["disappeared"]],
+            drift["hosts"]["appeared"], drift["hosts"]["disappeared"])
+
+
+@pytest.mark.parametrize("before, now, expected", [
+    pytest.param({"h1": audited([make_finding(3000)])}, {"h1": audited([make_finding(3000)])},
+                 ([], [], 1, [], [], [], []), id="unchanged"),
+    pytest.param({"h1": audited([make_finding(3000, message="old words")])},
+                 {"h1": audited([make_finding(3000, message="new words", severity="medium")])},
+                 ([], [], 1, [], [], [], []), id="same socket, other message: unchanged"),
+    pytest.param({"h1": audited()}, {"h1": audited([make_finding(3000)])},
+                 ([("h1", 3000)], [], 0, [], [], [], []), id="new finding"),
+    pytest.param({"h1": audited([make_finding(3000), make_finding(4000)])}, {"h1": audited([make_finding(3000)])},
+                 ([], [("h1", 4000)], 1, [], [], [], []), id="resolved finding"),
+    pytest.param({"h1": audited([make_finding(3000)])},
+                 {"h1": audited([make_finding(3000, kind="reachable_not_allowed")])},
+                 ([("h1", 3000)], [("h1", 3000)], 0, [], [], [], []), id="other kind, same socket"),
+    pytest.param({"h1": audited([make_finding(3000)])}, {"h1": audited([make_finding(3000, address="::")])},
+                 ([("h1", 3000)], [("h1", 3000)], 0, [], [], [], []), id="other address"),
+    pytest.param({"h1": audited([make_finding(3000)])}, {"h1": audited([make_finding(3000)] * 2)},
+                 ([("h1", 3000)], [], 1, [], [], [], []), id="the same socket twice now, once before"),
+    pytest.param({"h1": audited(listeners=[make_listener(22)])},
+                 {"h1": audited(listeners=[make_listener(22), make_listener(8080)])},
+                 ([], [], 0, [("h1", "0.0.0.0", 8080)], [], [], []), id="listener appeared"),
+    pytest.param({"h1": audited(listeners=[make_listener(22), make_listener(22, "::")])},
+                 {"h1": audited(listeners=[make_listener(22)])},
+                 ([], [], 0, [], [("h1", "::", 22)], [], []), id="listener disappeared"),
+    pytest.param({"h1": audited()}, {"h1": audited(), "h2": audited([make_finding(3000)], [make_listener(3000)])},
+                 ([("h2", 3000)], [], 0, [("h2", "0.0.0.0", 3000)], [], ["h2"], []), id="host appeared"),
+    pytest.param({"h1": audited(), "h2": audited([make_finding(3000)], [make_listener(3000)])}, {"h1": audited()},
+                 ([], [], 0, [], [], [], ["h2"]), id="host disappeared: nothing resolved"),
+    pytest.param({"h1": audited([make_finding(3000)], [make_listener(3000)])}, {"h1": DOWN},
+                 ([], [], 0, [], [], [], []), id="host not audited now: nothing resolved"),
+    pytest.param({"h1": DOWN}, {"h1": audited([make_finding(3000)], [make_listener(3000)])},
+                 ([("h1", 3000)], [], 0, [("h1", "0.0.0.0", 3000)], [], [], []), id="host not audited before"),
+])
+def test_report_drift(before, now, expected):
+    previous = json.loads(render_json(build_report(before, PREVIOUS_AT, "0.1.0")))
+    report = build_report(now, GENERATED_AT, "0.1.0", previous)
+    assert report["drift"]["previous_generated_at"] == PREVIOUS_AT
+    assert summarise(report["drift"]) == expected
+    assert report_drift(previous, build_report(now, GENERATED_AT, "0.1.0")) == report["drift"]
+    validate(json.loads(render_json(report)), load_json(REPORT_SCHEMA))
+
+
+def test_a_report_without_previous_has_no_drift(report):
+    assert "drift" not in report
+
+
+def previous_of(report):
+    return json.loads(render_json(report))
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda previous: "report", "previous report: 'str' is not a JSON report"),
+    (lambda previous: {}, "previous report: it has no 'schema_version'"),
+    (lambda previous: previous.pop("generated_at") and previous, "previous report: it has no 'generated_at'"),
+    (lambda previous: dict(previous, schema_version=2), "previous report: schema_version 2 is not 1"),
+    (lambda previous: dict(previous, generated_at="yesterday"),
+     "previous report: generated_at: 'yesterday' is not an ISO-8601 date and time"),
+    (lambda previous: dict(previous, hosts=[]), "previous report: hosts: 'list' is not a mapping"),
+    (lambda previous: dict(previous, hosts={"h1": {"findings": []}}),
+     "previous report: hosts.h1 is not a host entry with a status"),
+    (lambda previous: previous["hosts"][NONCOMPLIANT]["findings"][1].pop("port") and previous,
+     "previous report: hosts.%s.findings[1] has no 'port'" % NONCOMPLIANT),
+    (lambda previous: previous["hosts"][NONCOMPLIANT]["findings"][0].update(kind="open_port") or previous,
+     "previous report: hosts.%s.findings[0] is not of a known kind and severity" % NONCOMPLIANT),
+    (lambda previous: previous["hosts"][COMPLIANT].pop("listeners") and previous,
+     "previous report: hosts.%s.listeners is not a list" % COMPLIANT),
+    (lambda previous: previous["hosts"][COMPLIANT]["listeners"][2].pop("family") and previous,
+     "previous report: hosts.%s.listeners[2] has no 'family'" % COMPLIANT),
+])
+def test_a_bad_previous_report_is_named(results, report, change, problem):
+    previous = change(previous_of(report))
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        build_report(results, GENERATED_AT, "0.1.0", previous)
+    with pytest.raises(AnsibleFilterError, match=re.escape("audit_report: " + problem)):
+        audit_report(results, "json", GENERATED_AT, previous=previous)
+
+
+@pytest.fixture
+def previous(results):
+    """The report of a run before: udp 0.0.0.0:9999 was not there, tcp 0.0.0.0:4000 was; web-01 was not audited
+    yet, old-01 was."""
+    before = copy.deepcopy(results)
+    app = before[NONCOMPLIANT]
+    app["findings"] = [item for item in app["findings"] if item["port"] != 9999]
+    app["listeners"] = [item for item in app["listeners"] if item["port"] != 9999]
+    app["findings"].append(make_finding(4000))
+    app["listeners"].append(make_listener(4000))
+    del before[COMPLIANT]
+    before[GONE] = audited([make_finding(25)], [make_listener(25)])
+    return previous_of(build_report(before, PREVIOUS_AT, "0.1.0"))
+
+
+@pytest.fixture
+def drifted(results, previous):
+    return build_report(results, GENERATED_AT, "0.1.0", previous)
+
+
+def test_drift_of_the_fixture(drifted, results):
+    new, resolved, unchanged, appeared, disappeared, hosts_appeared, hosts_disappeared = summarise(drifted["drift"])
+    web = results[COMPLIANT]
+    assert new == [(NONCOMPLIANT, 9999)] + [(COMPLIANT, item["port"]) for item in web["findings"]]
+    assert resolved == [(NONCOMPLIANT, 4000)]  # old-01's findings are not resolved: it is gone, not fixed
+    assert unchanged == len(results[NONCOMPLIANT]["findings"]) - 1
+    assert appeared == [(NONCOMPLIANT, "0.0.0.0", 9999)] + [
+        (COMPLIANT, item["address"], item["port"]) for item in web["listeners"]]
+    assert disappeared == [(NONCOMPLIANT, "0.0.0.0", 4000)]
+    assert (hosts_appeared, hosts_disappeared) == ([COMPLIANT], [GONE])
+
+
+def test_json_report_with_drift_validates_against_its_schema(drifted):
+    rendered = render_json(drifted)
+    validate(json.loads(rendered), load_json(REPORT_SCHEMA))
+    assert json.loads(rendered)["drift"] == drifted["drift"]
+
+
+def test_text_starts_with_the_drift(drifted, report):
+    lines = render_text(drifted).splitlines()
+    assert lines[0].startswith("Since %s: 2 new findings, 1 resolved, 11 unchanged; " % PREVIOUS_AT)
+    assert lines[0].endswith("listeners: 5 appeared, 1 disappeared; hosts: 1 appeared, 1 disappeared")
+    block = lines[:lines.index("")]
+    assert "  + %s [high] Listener not in the allowlist: udp 0.0.0.0:9999" % NONCOMPLIANT in block
+    assert "  - %s [high] Listener not in the allowlist: tcp 0.0.0.0:4000" % NONCOMPLIANT in block
+    assert "  - %s listener tcp 0.0.0.0:4000 x (7)" % NONCOMPLIANT in block
+    assert block[-2:] == ["  + host " + COMPLIANT, "  - host " + GONE]
+    assert lines[len(block) + 1:] == render_text(report).splitlines()  # then the report as without drift
+
+
+def test_html_shows_the_drift_before_the_findings(drifted):
+    page = render_html(drifted)
+    assert "<h2>What changed since 2025-05-31 09:30:00 UTC</h2>" in page
+    assert page.index('id="drift"') < page.index('aria-label="Summary"') < page.index('id="findings"')
+    section = page.split('id="drift"')[1].split("</section>")[0]
+    assert "New findings (2)" in section and "Resolved findings (1)" in section
+    assert "Listening sockets (6 changed)" in section and "Hosts (2 changed)" in section
+    assert "udp 0.0.0.0:9999" in section and "tcp 0.0.0.0:4000" in section and html.escape(GONE) in section
+    assert "drift" not in render_html(build_report({}, GENERATED_AT, "0.1.0"))
+
+
+def test_sarif_marks_new_unchanged_and_absent_results(drifted, report, sarif_schema):
+    sarif = json.loads(render_sarif(drifted))
+    validate(sarif, sarif_schema)
+    [run] = sarif["runs"]
+    states = [(result["properties"]["host"], result["locations"][0]["logicalLocations"][0]["name"],
+               result["baselineState"]) for result in run["results"]]
+    assert [state for state in states if state[2] != "unchanged"] == [
+        (NONCOMPLIANT, "udp/0.0.0.0:9999", "new")] + [
+        (COMPLIANT, result["locations"][0]["logicalLocations"][0]["name"], "new")
+        for result in json.loads(render_sarif(report))["runs"][0]["results"]
+        if result["properties"]["host"] == COMPLIANT] + [(NONCOMPLIANT, "tcp/0.0.0.0:4000", "absent")]
+    [absent] = [result for result in run["results"] if result["baselineState"] == "absent"]
+    assert (absent["kind"], absent["level"]) == ("pass", "none")
+    assert run["properties"]["previous_generated_at"] == PREVIOUS_AT
+    assert all("baselineState" not in result for result in json.loads(render_sarif(report))["runs"][0]["results"])
+
+
+def test_sarif_marks_the_extra_occurrence_of_a_socket_new(results, sarif_schema):
+    before = {"h1": audited([make_finding(3000)])}
+    previous = previous_of(build_report(before, PREVIOUS_AT, "0.1.0"))
+    sarif = json.loads(render_sarif(build_report({"h1": audited([make_finding(3000)] * 2)}, GENERATED_AT, "0.1.0",
+                                                 previous)))
+    validate(sarif, sarif_schema)
+    assert [result["baselineState"] for result in sarif["runs"][0]["results"]] == ["unchanged", "new"]
+
+
+def test_junit_has_a_drift_suite_failing_per_new_finding(drifted):
+    root = ET.fromstring(render_junit(drifted))
+    suite = root.find("testsuite")
+    assert suite.get("name") == "drift"
+    cases = suite.findall("testcase")
+    assert [(case.get("classname"), case.get("name")) for case in cases][0] == (
+        NONCOMPLIANT, "new since %s: Listener not in the allowlist: udp 0.0.0.0:9999" % PREVIOUS_AT)
+    assert [case.find("failure") is not None for case in cases] == [True, False]  # web-01's new finding is info
+    assert suite_counts(suite) == {"tests": 2, "failures": 1, "errors": 0, "skipped": 0}
+    assert {key: int(suite.get(key)) for key in ("tests", "failures")} == {"tests": 2, "failures": 1}
+    assert {key: int(root.get(key)) for key in ("tests", "failures")} == {"tests": 17 + 2, "failures": 8 + 1}
+    assert "tcp 0.0.0.0:4000" in suite.find("system-out").text
+
+
+def test_junit_drift_without_new_findings_passes(results, report):
+    root = ET.fromstring(render_junit(build_report(results, GENERATED_AT, "0.1.0", previous_of(report))))
+    [case] = root.find("testsuite[@name='drift']").findall("testcase")
+    assert case.get("name") == "no new findings since %s" % GENERATED_AT and case.find("failure") is None
+
+
+def test_filter_passes_the_previous_report(results, previous, drifted):
+    for name, render in (("json", render_json), ("junit", render_junit), ("sarif", render_sarif),
+                         ("html", render_html), ("text", render_text)):
+        assert audit_report(results, name, GENERATED_AT, previous=previous) == render(drifted)
+        assert audit_report(results, name, GENERATED_AT, previous=None) == render(
+            build_report(results, GENERATED_AT, "0.1.0"))
+
+
+def test_drift_text_from_hosts_cannot_drive_the_terminal(results):
+    previous = previous_of(build_report({}, PREVIOUS_AT, "0.1.0"))
+    for report_format in ("text", "junit", "html"):
+        rendered = audit_report(poisoned(results), report_format, GENERATED_AT, previous=previous)
+        assert RAW.search(rendered) is None and SHOWN in rendered
+
+
+def test_filter_documents_the_previous_report():
+    options = yaml.safe_load(audit_report_plugin.DOCUMENTATION)["options"]
+    assert options["previous"]["type"] == "dict" and options["previous"].get("default") is None
+    debug = yaml.safe_load(audit_report_plugin.EXAMPLES)[2]["ansible.builtin.debug"]
+    assert "previous=" in debug["msg"]
