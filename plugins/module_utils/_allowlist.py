@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import ipaddress
 
+from ansible_collections.portcullis.hardening.plugins.module_utils._host import PortcullisError
+
 PROTOCOLS = ("tcp", "udp")
 FAMILIES = ("ipv4", "ipv6", "any")
 BINDS = ("any", "loopback")
@@ -35,7 +37,7 @@ ENTRY_SPEC = {
 OTHER_ENTRY = "\x00["
 
 
-class AllowlistError(ValueError):
+class AllowlistError(PortcullisError, ValueError):
     """An allowlist entry that cannot be used; the message says where and why."""
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import ipaddress
 import struct
 
+from ansible_collections.portcullis.hardening.plugins.module_utils._host import PortcullisError
+
 PROTOCOLS = ("tcp", "udp")
 FAMILIES = ("ipv4", "ipv6")
 
@@ -28,7 +30,7 @@ TCP_LISTEN = 0x0A
 UDP_UNCONNECTED = 0x07
 
 
-class ProcNetFormatError(ValueError):
+class ProcNetFormatError(PortcullisError, ValueError):
     """A /proc/net table line that cannot be parsed."""
 
 

@@ -34,6 +34,8 @@ import posixpath
 import re
 import shlex
 
+from ansible_collections.portcullis.hardening.plugins.module_utils._host import PortcullisError
+
 SSHD_CONFIG = "/etc/ssh/sshd_config"
 SSHD_DIR = "/etc/ssh"
 DROP_IN_NAME = "portcullis-ssh-port.conf"
@@ -63,7 +65,7 @@ LISTEN_DIRECTIVES = {
 }
 
 
-class SshdConfigError(ValueError):
+class SshdConfigError(PortcullisError, ValueError):
     """The configuration cannot be edited safely; the message names the file, the line and the problem."""
 
 
