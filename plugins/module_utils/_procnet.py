@@ -81,7 +81,8 @@ def decode_address(hex_address, family):
     return ipaddress.IPv6Address(struct.pack("=4I", *words))
 
 
-def _split_endpoint(endpoint, family):
+def split_endpoint(endpoint, family):
+    """(address, port) of a /proc/net endpoint such as 0100007F:0016."""
     address, sep, port = endpoint.partition(":")
     if not sep or len(port) != 4 or not _is_hex(port):
         raise ProcNetFormatError("bad endpoint %r" % endpoint)
@@ -106,8 +107,8 @@ def parse_table(text, protocol, family):
         if len(fields) < 10:
             raise ProcNetFormatError("line %d has %d fields: %r" % (number + 1, len(fields), line))
         try:
-            address, port = _split_endpoint(fields[1], family)
-            remote_address, remote_port = _split_endpoint(fields[2], family)
+            address, port = split_endpoint(fields[1], family)
+            remote_address, remote_port = split_endpoint(fields[2], family)
             if not _is_hex(fields[3]):
                 raise ProcNetFormatError("bad state %r" % fields[3])
             state = int(fields[3], 16)

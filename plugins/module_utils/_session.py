@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 import os
 
-from ansible_collections.portcullis.hardening.plugins.module_utils._procnet import decode_address
+from ansible_collections.portcullis.hardening.plugins.module_utils._procnet import split_endpoint
 
 TCP_ESTABLISHED = 0x01
 MAX_ANCESTORS = 32
@@ -32,11 +32,8 @@ def parse_established(text, family):
         try:
             if int(fields[3], 16) != TCP_ESTABLISHED:
                 continue
-            local, local_port = fields[1].split(":")
-            remote, remote_port = fields[2].split(":")
-            found[int(fields[9])] = (decode_address(local, family), int(local_port, 16),
-                                     decode_address(remote, family), int(remote_port, 16))
-        except ValueError:
+            found[int(fields[9])] = split_endpoint(fields[1], family) + split_endpoint(fields[2], family)
+        except ValueError:  # ProcNetFormatError included
             continue
     return found
 
