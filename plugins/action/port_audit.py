@@ -17,9 +17,16 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._audit import
 )
 from ansible_collections.portcullis.hardening.plugins.module_utils._specs import PORT_AUDIT_SPEC as ARGUMENT_SPEC
 from ansible_collections.portcullis.hardening.plugins.plugin_utils._action import NETWORK_CONNECTIONS, validated
-from ansible_collections.portcullis.hardening.plugins.plugin_utils._probe import probe_tcp, resolve_addresses
+from ansible_collections.portcullis.hardening.plugins.plugin_utils._probe import (
+    probe_tcp,
+    probe_udp,
+    resolve_addresses,
+)
 
 MODULE = "portcullis.hardening.port_audit"
+PROBES = {"tcp": probe_tcp, "udp": probe_udp}
+# Where the probe result keeps each protocol's states: {address: {port: state}}.
+RESULT_KEYS = {"tcp": "ports", "udp": "udp_ports"}
 
 
 def _probe_settings(params):
@@ -31,6 +38,7 @@ def _probe_settings(params):
         "timeout": params["probe_timeout"],
         "concurrency": params["probe_concurrency"],
         "max_ports": params["probe_max_ports"],
+        "protocols": [protocol for protocol in PROBES if protocol in params["probe_protocols"]],
     }
     if not 0 < settings["timeout"] <= 60:
         raise ValueError("probe_timeout: %r must be above 0 and at most 60 seconds" % settings["timeout"])
@@ -60,7 +68,7 @@ class ActionModule(ActionBase):
             return result
 
         result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars))
-        if result.get("failed") or not settings["enabled"]:
+        if result.get("failed") or not settings["enabled"] or not settings["protocols"]:
             return result
 
         names = settings["addresses"]
@@ -74,17 +82,19 @@ class ActionModule(ActionBase):
             names = [task_vars.get("ansible_host") or task_vars.get("inventory_hostname")]
         try:
             addresses = resolve_addresses(names)
-            ports = probe_ports(result["listeners"], rules, settings["ports"], settings["max_ports"])
+            # probe_max_ports bounds each protocol; both are checked before anything is probed.
+            ports = {protocol: probe_ports(result["listeners"], rules, settings["ports"], settings["max_ports"],
+                                           protocol) for protocol in settings["protocols"]}
         except ValueError as exc:
             result.update(failed=True, msg=str(exc))
             return result
-        seen = probe_tcp(addresses, ports, settings["timeout"], settings["concurrency"])
-        findings = sort_findings(result["findings"] + probe_findings(result["listeners"], rules, seen))
-        result.update(
-            findings=findings,
-            compliant=is_compliant(findings),
-            probe={"addresses": addresses,
-                   "ports": {address: {str(port): state for port, (state, _seen_from) in by_port.items()}
-                             for address, by_port in seen.items()}},
-        )
+        findings = list(result["findings"])
+        probe = {"addresses": addresses, "ports": {}, "udp_ports": {}}
+        for protocol, to_probe in ports.items():
+            seen = PROBES[protocol](addresses, to_probe, settings["timeout"], settings["concurrency"])
+            findings += probe_findings(result["listeners"], rules, seen, protocol)
+            probe[RESULT_KEYS[protocol]] = {address: {str(port): state for port, (state, _seen_from) in by_port.items()}
+                                            for address, by_port in seen.items()}
+        findings = sort_findings(findings)
+        result.update(findings=findings, compliant=is_compliant(findings), probe=probe)
         return result

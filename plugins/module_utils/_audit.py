@@ -36,6 +36,7 @@ KIND_CONTROLS = {
     "allowed_not_listening": ("2.1.22",) + OPEN_PORT_RULES,
     "reachable_not_allowed": ("4.3.8",) + OPEN_PORT_RULES,
     "listening_but_filtered": ("4.3.8",) + OPEN_PORT_RULES,
+    "udp_open_or_filtered": ("4.3.8",) + OPEN_PORT_RULES,
 }
 SEVERITIES = ("high", "medium", "low", "info")
 
@@ -171,9 +172,9 @@ def audit_listeners(listeners, rules, include_loopback=False):
 WILDCARD_V4 = (ipaddress.ip_address(0), ipaddress.ip_address("::ffff:0:0"))
 
 
-def _serves(listener, target):
-    """Whether `listener` surely answers on the probed address, and whether it may (dual-stack [::])."""
-    if listener["protocol"] != "tcp" or listener["loopback"]:
+def _serves(listener, target, protocol="tcp"):
+    """Whether `listener` surely answers `protocol` on the probed address, and whether it may (dual-stack [::])."""
+    if listener["protocol"] != protocol or listener["loopback"]:
         return False, False
     if target.version == 4:
         if ipaddress.ip_address(listener["address"]) in WILDCARD_V4 or listener["address"] in (
@@ -184,24 +185,36 @@ def _serves(listener, target):
     return serves, serves
 
 
-def probe_findings(listeners, rules, probe):
+# How the controller's probe was answered, in the words of each protocol.
+PROBE_WORDS = {
+    "tcp": {"open": "accepted a connection", "closed": "connection was refused", "filtered": "connection was dropped"},
+    "udp": {"open": "answered a datagram", "closed": "datagram was rejected with an ICMP port unreachable",
+            "filtered": "datagram was rejected with an ICMP unreachable or prohibited error"},
+}
+
+
+def probe_findings(listeners, rules, probe, protocol="tcp"):
     """Findings from the controller's view: {address: {port: (state, controller_address)}}.
 
-    state is "open" (a connection was accepted), "closed" (refused) or "filtered" (no answer).
+    TCP: state is "open" (a connection was accepted), "closed" (refused) or "filtered" (no answer, or an ICMP
+    error). UDP: "open" (a reply came), "closed" (ICMP port unreachable), "filtered" (another ICMP error) or
+    "open|filtered" (silence: a firewall dropped the datagrams, or the service ignored them).
     """
+    words = PROBE_WORDS[protocol]
     findings = []
     for target_text in sorted(probe):
         target = ipaddress.ip_address(target_text)
         family = "ipv%d" % target.version
         for port in sorted(probe[target_text]):
             state, seen_from = probe[target_text][port]
-            where = endpoint("tcp", target_text, port)
-            covering = [rule for rule in rules if rule.protocol == "tcp" and rule.covers_port(port)
+            where = endpoint(protocol, target_text, port)
+            covering = [rule for rule in rules if rule.protocol == protocol and rule.covers_port(port)
                         and rule.covers_family(family) and rule.bind == "any"]
-            serving = [item for item in listeners if item["port"] == port and _serves(item, target)[1]]
+            serving = [item for item in listeners if item["port"] == port and _serves(item, target, protocol)[1]]
             processes = []
             for item in serving:  # 0.0.0.0 and [::] sockets of one program: each process once
                 processes.extend(process for process in item["processes"] if process not in processes)
+            index = covering[0].index if covering else None
             if state == "open":
                 source = ipaddress.ip_address(seen_from) if seen_from else None
                 if covering and (source is None or any(rule.allows_source(source) for rule in covering)):
@@ -209,27 +222,45 @@ def probe_findings(listeners, rules, probe):
                 if processes:
                     where = "%s (%s)" % (where, _who(processes))
                 if covering:
-                    message = "%s accepted a connection from %s, which allowlist[%d] does not list in its sources" % (
-                        where, seen_from, covering[0].index)
+                    message = "%s %s from %s, which allowlist[%d] does not list in its sources" % (
+                        where, words["open"], seen_from, index)
                 else:
-                    message = "%s accepted a connection from the controller, but no allowlist entry allows it" % where
+                    message = "%s %s from the controller, but no allowlist entry allows it" % (where, words["open"])
                 findings.append(finding(
-                    "reachable_not_allowed", "high", "tcp", family, target_text, port, processes, message,
+                    "reachable_not_allowed", "high", protocol, family, target_text, port, processes, message,
                     "Apply a default-deny firewall built from the allowlist (only allowed ports and sources "
-                    "pass); %s" % _stop_advice(processes), covering[0].index if covering else None, "probe"))
+                    "pass); %s" % _stop_advice(processes), index, "probe"))
                 continue
-            sure = [item for item in serving if _serves(item, target)[0]]
+            if state == "open|filtered":
+                # Silence proves nothing either way: recorded (info) where something listens, never a violation.
+                if not serving:
+                    continue
+                if covering:
+                    remediation = ("Try it from an allowed source with a client of the service's own protocol; if "
+                                   "that gets no answer either, open udp/%d in the firewall for the allowed sources"
+                                   % port)
+                else:
+                    remediation = ("Nothing to do if a firewall drops it (the host's firewall ruleset shows whether "
+                                   "one does); otherwise it is reachable, so %s" % _stop_advice(processes))
+                findings.append(finding(
+                    "udp_open_or_filtered", "info", protocol, family, target_text, port, processes,
+                    "%s listens (%s) but neither a reply nor an ICMP port unreachable came back to the controller's "
+                    "datagrams: a firewall may drop them, or the service ignores the probe; not proof either way%s"
+                    % (where, _who(processes), "; allowlist[%d] allows it" % index if covering else ""),
+                    remediation, index, "probe"))
+                continue
+            sure = [item for item in serving if _serves(item, target, protocol)[0]]
             if not (sure if state == "closed" else serving):
                 continue
             allowed = bool(covering)
             findings.append(finding(
-                "listening_but_filtered", "low" if allowed else "info", "tcp", family, target_text, port, processes,
-                "%s listens (%s) but the controller's connection was %s%s" % (
-                    where, _who(processes), "refused" if state == "closed" else "dropped",
-                    "; allowlist[%d] allows it" % covering[0].index if allowed else "; a firewall keeps it closed"),
+                "listening_but_filtered", "low" if allowed else "info", protocol, family, target_text, port, processes,
+                "%s listens (%s) but the controller's %s%s" % (
+                    where, _who(processes), words[state],
+                    "; allowlist[%d] allows it" % index if allowed else "; a firewall keeps it closed"),
                 ("Open it in the firewall for the allowed sources, or check the network path from the controller"
                  if allowed else "Nothing to do for exposure; %s" % _stop_advice(processes)),
-                covering[0].index if allowed else None, "probe"))
+                index, "probe"))
     return findings
 
 
@@ -244,16 +275,19 @@ def is_compliant(findings):
     return all(item["severity"] == "info" for item in findings)
 
 
-def probe_ports(listeners, rules, extra_ports, limit):
-    """TCP ports worth probing: allowlisted, listening on a network address, and asked for."""
-    ports = set(extra_ports)
-    ports.update(item["port"] for item in listeners if item["protocol"] == "tcp" and not item["loopback"])
+def probe_ports(listeners, rules, extra_ports, limit, protocol="tcp"):
+    """Ports of `protocol` worth probing: allowlisted, listening on a network address, and asked for (TCP only)."""
+    ports = set(extra_ports) if protocol == "tcp" else set()
+    ports.update(item["port"] for item in listeners if item["protocol"] == protocol and not item["loopback"])
     for rule in rules:
-        if rule.protocol == "tcp":
+        if rule.protocol == protocol:
             ports.update(range(rule.low, rule.high + 1))
     if len(ports) > limit:
-        raise ValueError("the probe would try %d ports, more than probe_max_ports=%d: narrow the allowlist's "
-                         "TCP ranges or probe_ports, or raise probe_max_ports" % (len(ports), limit))
+        if protocol == "tcp":
+            raise ValueError("the probe would try %d ports, more than probe_max_ports=%d: narrow the allowlist's "
+                             "TCP ranges or probe_ports, or raise probe_max_ports" % (len(ports), limit))
+        raise ValueError("the probe would try %d UDP ports, more than probe_max_ports=%d: narrow the allowlist's "
+                         "UDP ranges, leave udp out of probe_protocols, or raise probe_max_ports" % (len(ports), limit))
     return sorted(ports)
 
 

@@ -20,6 +20,7 @@ PORT_AUDIT_SPEC = {
     "probe": {"type": "bool", "default": True},
     "probe_addresses": {"type": "list", "elements": "str", "default": []},
     "probe_ports": {"type": "list", "elements": "int", "default": []},
+    "probe_protocols": {"type": "list", "elements": "str", "choices": ["tcp", "udp"], "default": ["tcp", "udp"]},
     "probe_timeout": {"type": "float", "default": 1.0},
     "probe_concurrency": {"type": "int", "default": 32},
     "probe_max_ports": {"type": "int", "default": 1024},

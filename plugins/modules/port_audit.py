@@ -18,10 +18,14 @@ description:
     one address, V(info) on loopback unless O(include_loopback)). V(wider_bind_than_allowed) the allowlist
     allows the port on loopback only but it listens on a network address. V(unexpected_process) the port is
     allowed for another program. V(allowed_not_listening) (V(info)) an entry nothing uses.
-  - With O(probe) the action plugin then connects, from the controller, to the host's TCP ports (allowlisted,
-    listening on a network address, and O(probe_ports)) and adds V(reachable_not_allowed) (a port answers
-    that the allowlist does not allow, or not from the controller's address) and V(listening_but_filtered) (a
-    service listens but the controller's connection is refused or dropped). UDP is not probed.
+  - With O(probe) the action plugin then probes, from the controller, the host's TCP ports (allowlisted,
+    listening on a network address, and O(probe_ports)) and UDP ports (allowlisted and listening on a network
+    address), as O(probe_protocols) says, and adds V(reachable_not_allowed) (a port answers that the allowlist
+    does not allow, or not from the controller's address) and V(listening_but_filtered) (a service listens but
+    the controller's connection is refused or dropped, or its datagram rejected with an ICMP error).
+  - UDP is probed as nmap does it. A reply means open, an ICMP port unreachable closed, and silence (after two
+    datagrams) V(open|filtered), which proves nothing either way. Where a UDP service listens, silence gives
+    V(udp_open_or_filtered), always V(info).
   - Never changes the host; check mode gives the same answer.
 author:
   - Portcullis contributors (@portcullis)
@@ -78,17 +82,29 @@ options:
     elements: int
     default: []
   probe_timeout:
-    description: Seconds to wait for each connection before calling the port filtered.
+    description:
+      - Seconds to wait for each TCP connection before calling the port filtered, and for an answer to a UDP
+        port's datagrams before calling it V(open|filtered).
     type: float
     default: 1.0
   probe_concurrency:
-    description: Connections tried at once.
+    description: Ports probed at once.
     type: int
     default: 32
   probe_max_ports:
-    description: Upper bound on ports probed per address; a larger set fails before anything is probed.
+    description:
+      - Upper bound on ports probed per address, for each protocol; a larger set fails before anything is probed.
     type: int
     default: 1024
+  probe_protocols:
+    description:
+      - Protocols to probe. V(udp) sends each UDP port a datagram (a DNS, NTP or SNMP request on ports 53, 123
+        and 161; empty elsewhere), twice at most within O(probe_timeout).
+      - An empty list probes nothing, as O(probe=false) does.
+    type: list
+    elements: str
+    choices: [tcp, udp]
+    default: [tcp, udp]
 notes:
   - Validation of O(allowlist) happens on the controller before the module runs, so a bad entry fails the task
     before anything is read on the host.
@@ -132,7 +148,7 @@ findings:
     kind:
       description: >-
         V(unexpected_listener), V(wider_bind_than_allowed), V(unexpected_process), V(allowed_not_listening),
-        V(reachable_not_allowed) or V(listening_but_filtered).
+        V(reachable_not_allowed), V(listening_but_filtered) or V(udp_open_or_filtered).
       type: str
     severity:
       description: V(high), V(medium), V(low) or V(info).
@@ -189,7 +205,14 @@ probe:
       type: list
       elements: str
     ports:
-      description: "C({address: {port: open|closed|filtered}})."
+      description: "TCP: C({address: {port: open|closed|filtered}}); empty when TCP was not probed."
+      type: dict
+    udp_ports:
+      description:
+        - "UDP: C({address: {port: state}}); empty when UDP was not probed."
+        - The state is V(open) (a reply came), V(closed) (an ICMP port unreachable), V(filtered) (another ICMP
+          error, host unreachable or prohibited) or V(open|filtered) (no answer at all; a firewall dropping the
+          datagrams and a service ignoring them look the same).
       type: dict
 """
 

@@ -74,6 +74,11 @@ KINDS = {
         "A service listens on a network address but the controller's connection was refused or dropped: "
         "a firewall or the network path blocks it, which is expected for ports the allowlist does not "
         "allow and a problem for ports it does."),
+    "udp_open_or_filtered": Kind(
+        "UdpOpenOrFiltered", "UDP port open or filtered", "listening UDP ports that gave the probe no answer", "info",
+        "A UDP service listens on a network address but the controller's datagrams got neither a reply nor an "
+        "ICMP port unreachable: a firewall may drop them, or the service ignores the probe. Not proof either "
+        "way, so never a violation; check with a client of the service's own protocol."),
 }
 KIND_ORDER = tuple(KINDS)
 # JUnit test cases every audited host gets, findings or not: these checks concern no allowlist entry.

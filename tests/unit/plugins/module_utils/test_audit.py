@@ -16,6 +16,7 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._audit import
     probe_findings,
     probe_ports,
     process_matches,
+    sort_findings,
 )
 
 
@@ -179,6 +180,103 @@ def test_probe_ports_are_bounded():
     assert probe_ports(listeners, rules, [2222], 10) == [22, 2222, 8000, 8001, 8002, 9000]
     with pytest.raises(ValueError, match="the probe would try 6 ports, more than probe_max_ports=5"):
         probe_ports(listeners, rules, [2222], 5)
+
+
+NAMED = proc("named", "named.service", 80)
+AVAHI = proc("avahi-daemon", "avahi-daemon.service", 81)
+CHRONY = proc("chronyd", "chrony.service", 82)
+ROGUE_UDP = proc("portcullis-rogu", "portcullis-rogue-udp.service", 66)
+
+
+def test_udp_probe_findings():
+    rules = parse_allowlist([
+        {"port": 53, "protocol": "udp"},                                # 0: allowed, but rejected
+        {"port": 51820, "protocol": "udp", "sources": ["10.0.0.0/8"]},  # 1: answers the controller too
+        {"port": 5353, "protocol": "udp"},                              # 2: allowed, silent
+        {"port": 8000},                                                 # 3: TCP only
+    ])
+    listeners = [listener("udp", "0.0.0.0", 53, [NAMED]), listener("tcp", "0.0.0.0", 53, [proc("unbound")]),
+                 listener("udp", "0.0.0.0", 51820), listener("udp", "::", 5353, [AVAHI]),
+                 listener("udp", "0.0.0.0", 9999, [ROGUE_UDP]), listener("udp", "0.0.0.0", 123, [CHRONY]),
+                 listener("udp", "127.0.0.1", 323, [CHRONY]), listener("tcp", "0.0.0.0", 8000),
+                 listener("udp", "::", 1900)]
+    probe = {"192.0.2.5": {
+        53: ("closed", None),            # named listens: an ICMP port unreachable is a firewall's reject
+        51820: ("open", "192.0.2.1"),    # answered, but the controller is not an allowed source
+        5353: ("open|filtered", None),   # [::] may serve IPv4: silence recorded, info
+        9999: ("open|filtered", None),   # not allowed: info too (the host-side audit reports the listener)
+        123: ("filtered", None),         # ICMP administratively prohibited
+        323: ("open|filtered", None),    # loopback only: the probe says nothing about it
+        8000: ("open|filtered", None),   # only TCP listens there
+        7000: ("open|filtered", None),   # nothing listens
+        1900: ("closed", None),          # [::] rejected over IPv4 is no evidence (it may be IPv6-only)
+        6000: ("open", "192.0.2.1"),     # answered, and nothing allows it
+    }}
+    findings = sort_findings(probe_findings(listeners, rules, probe, "udp"))
+    assert kinds(findings) == [
+        ("reachable_not_allowed", "high", "udp", "192.0.2.5", 6000, None),
+        ("reachable_not_allowed", "high", "udp", "192.0.2.5", 51820, 1),
+        ("listening_but_filtered", "low", "udp", "192.0.2.5", 53, 0),
+        ("listening_but_filtered", "info", "udp", "192.0.2.5", 123, None),
+        ("udp_open_or_filtered", "info", "udp", "192.0.2.5", 5353, 2),
+        ("udp_open_or_filtered", "info", "udp", "192.0.2.5", 9999, None),
+    ]
+    by_port = {item["port"]: item for item in findings}
+    assert by_port[6000]["message"] == ("udp 192.0.2.5:6000 answered a datagram from the controller, but no "
+                                        "allowlist entry allows it")
+    assert by_port[51820]["message"] == ("udp 192.0.2.5:51820 answered a datagram from 192.0.2.1, which "
+                                         "allowlist[1] does not list in its sources")
+    assert by_port[53]["message"] == ("udp 192.0.2.5:53 listens (named, named.service) but the controller's datagram "
+                                      "was rejected with an ICMP port unreachable; allowlist[0] allows it")
+    assert by_port[53]["processes"] == [NAMED]  # the TCP socket on 53 is another matter
+    assert by_port[123]["message"] == (
+        "udp 192.0.2.5:123 listens (chronyd, chrony.service) but the controller's datagram was rejected with an "
+        "ICMP unreachable or prohibited error; a firewall keeps it closed")
+    assert by_port[5353]["message"] == (
+        "udp 192.0.2.5:5353 listens (avahi-daemon, avahi-daemon.service) but neither a reply nor an ICMP port "
+        "unreachable came back to the controller's datagrams: a firewall may drop them, or the service ignores the "
+        "probe; not proof either way; allowlist[2] allows it")
+    assert "client of the service's own protocol" in by_port[5353]["remediation"]
+    assert by_port[9999]["message"].endswith("not proof either way")
+    assert "systemctl disable --now portcullis-rogue-udp.service" in by_port[9999]["remediation"]
+    assert "Nothing to do if a firewall drops it" in by_port[9999]["remediation"]
+    for item in findings:
+        assert item["source"] == "probe" and item["family"] == "ipv4"
+        assert [control["id"] for control in item["controls"]] == list(KIND_CONTROLS[item["kind"]])
+    # Silence is never a violation, whatever listens and whatever the allowlist says.
+    assert is_compliant([item for item in findings if item["kind"] == "udp_open_or_filtered"])
+    assert not is_compliant(findings)
+    assert KIND_CONTROLS["udp_open_or_filtered"] == ("4.3.8", "4.2.6", "4.4.2.4", "4.4.3.4")
+
+
+def test_udp_silence_over_ipv6_and_from_an_ipv4_only_socket():
+    listeners = [listener("udp", "0.0.0.0", 9999, [ROGUE_UDP]), listener("udp", "2001:db8::5", 5353, [AVAHI])]
+    probe = {"2001:db8::5": {9999: ("open|filtered", None), 5353: ("open|filtered", None)},
+             "192.0.2.5": {5353: ("open|filtered", None)}}
+    # 0.0.0.0 does not serve IPv6, nor 2001:db8::5 IPv4: no listener, no finding.
+    assert kinds(probe_findings(listeners, [], probe, "udp")) == [
+        ("udp_open_or_filtered", "info", "udp", "2001:db8::5", 5353, None)]
+
+
+def test_tcp_probe_ignores_udp_listeners_and_rules():
+    listeners = [listener("udp", "0.0.0.0", 8080, [WEB])]
+    rules = parse_allowlist([{"port": 8080, "protocol": "udp"}])
+    assert probe_findings(listeners, rules, {"192.0.2.5": {8080: ("closed", None)}}) == []  # no TCP listener
+    findings = probe_findings(listeners, rules, {"192.0.2.5": {8080: ("open", "192.0.2.1")}})
+    assert kinds(findings) == [("reachable_not_allowed", "high", "tcp", "192.0.2.5", 8080, None)]
+    assert findings[0]["processes"] == []
+
+
+def test_udp_probe_ports_are_bounded_too():
+    rules = parse_allowlist([{"port": 22}, {"port": "9000-9002", "protocol": "udp"}, {"port": 53, "protocol": "udp"}])
+    listeners = [listener("tcp", "0.0.0.0", 8080), listener("udp", "127.0.0.1", 323), listener("udp", "::", 5353),
+                 listener("udp", "0.0.0.0", 53)]
+    # probe_ports (the extra ports) are TCP ports; loopback listeners are not probed.
+    assert probe_ports(listeners, rules, [2222], 10, "udp") == [53, 5353, 9000, 9001, 9002]
+    assert probe_ports(listeners, rules, [2222], 10) == [22, 2222, 8080]
+    with pytest.raises(ValueError, match=r"^the probe would try 5 UDP ports, more than probe_max_ports=4: "):
+        probe_ports(listeners, rules, [2222], 4, "udp")
+    assert probe_ports(listeners, rules, [2222], 3) == [22, 2222, 8080]  # each protocol has its own bound
 
 
 @pytest.mark.parametrize("given, message", [

@@ -21,9 +21,16 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.portcullis.hardening.plugins.filter import audit_report as audit_report_plugin
 from ansible_collections.portcullis.hardening.plugins.filter.audit_report import audit_report
+from ansible_collections.portcullis.hardening.plugins.module_utils._allowlist import parse_allowlist
+from ansible_collections.portcullis.hardening.plugins.module_utils._audit import (
+    normalise_listeners,
+    probe_findings,
+    sort_findings,
+)
 from ansible_collections.portcullis.hardening.plugins.plugin_utils._report_html import render_html
 from ansible_collections.portcullis.hardening.plugins.plugin_utils._reports import (
     KIND_ORDER,
+    KINDS,
     build_report,
     printable_report,
     render_json,
@@ -54,9 +61,18 @@ def load_json(path):
 def results():
     """Three hosts as the audit playbook collects them: compliant, not compliant (every finding kind), unreachable.
 
-    The findings were made by port_audit's own logic (module_utils/_audit.py) from the listeners and allowlists.
+    The findings were made by port_audit's own logic (module_utils/_audit.py) from the listeners and allowlists;
+    those of the UDP probe are made here the same way, as the action plugin does: udp 0.0.0.0:9999 gave no answer.
     """
-    return load_json(os.path.join(HERE, "fixtures", "audit_results.json"))
+    results = load_json(os.path.join(HERE, "fixtures", "audit_results.json"))
+    app = results[NONCOMPLIANT]
+    seen = {"192.0.2.20": {9999: ("open|filtered", None)}, "2001:db8::20": {9999: ("closed", None)}}
+    rules = parse_allowlist([{key: value for key, value in rule.items() if key != "index"} for rule in app["allowlist"]])
+    app["findings"] = sort_findings(app["findings"] + probe_findings(normalise_listeners(app["listeners"]), rules,
+                                                                     seen, "udp"))
+    app["probe"]["udp_ports"] = {address: {str(port): state for port, (state, _from) in by_port.items()}
+                                 for address, by_port in seen.items()}
+    return results
 
 
 @pytest.fixture
@@ -75,6 +91,33 @@ def test_fixture_has_every_finding_kind(results):
     assert results[COMPLIANT]["compliant"] and results[COMPLIANT]["findings"]  # an info finding only
 
 
+def test_a_silent_udp_port_is_recorded_in_every_format_never_failed(report):
+    [item] = [item for item in report["hosts"][NONCOMPLIANT]["findings"] if item["kind"] == "udp_open_or_filtered"]
+    assert (item["severity"], item["protocol"], item["address"], item["port"], item["source"]) == (
+        "info", "udp", "192.0.2.20", 9999, "probe")
+    assert "not proof either way" in item["message"] and KINDS["udp_open_or_filtered"].severity == "info"
+    assert KIND_ORDER.index("udp_open_or_filtered") == KIND_ORDER.index("listening_but_filtered") + 1
+    assert report["hosts"][NONCOMPLIANT]["probe"]["udp_ports"] == {"192.0.2.20": {"9999": "open|filtered"},
+                                                                   "2001:db8::20": {"9999": "closed"}}
+    # JUnit: in the system-out of its own check, which passes.
+    suite = ET.fromstring(render_junit(report)).find("testsuite[@name='%s']" % NONCOMPLIANT)
+    [case] = [case for case in suite if case.get("name") == "listening UDP ports that gave the probe no answer"]
+    assert case.find("failure") is None and item["message"] in case.find("system-out").text
+    # SARIF: a note under its own rule, without a security severity.
+    run = json.loads(render_sarif(report))["runs"][0]
+    rule = run["tool"]["driver"]["rules"][KIND_ORDER.index("udp_open_or_filtered")]
+    assert (rule["id"], rule["name"], rule["defaultConfiguration"]["level"]) == (
+        "udp_open_or_filtered", "UdpOpenOrFiltered", "note")
+    assert "security-severity" not in rule["properties"] and "CIS 4.3.8" in rule["properties"]["tags"]
+    [result] = [result for result in run["results"] if result["ruleId"] == "udp_open_or_filtered"]
+    assert result["level"] == "note" and result["message"]["text"] == item["message"]
+    # Text: not among the findings to fix; HTML: in the host's section, not in the fleet's table.
+    assert "udp 192.0.2.20:9999" not in render_text(report)
+    page = render_html(report)
+    assert html.escape(item["message"]) in page and html.escape(item["message"]) not in page.split(
+        'id="findings"')[1].split("<h2>")[0]
+
+
 # --- JSON -------------------------------------------------------------------------------------------
 
 def test_json_report_validates_against_its_schema(report):
@@ -83,7 +126,7 @@ def test_json_report_validates_against_its_schema(report):
 
 def test_summary_counts_every_host_and_finding(report):
     assert report["summary"] == {"hosts": 3, "compliant": 1, "noncompliant": 1, "unreachable": 1,
-                                 "findings": {"high": 6, "medium": 1, "low": 1, "info": 5}}
+                                 "findings": {"high": 6, "medium": 1, "low": 1, "info": 6}}
     assert list(report["hosts"]) == [NONCOMPLIANT, UNREACHABLE, COMPLIANT]
     assert [entry["status"] for entry in report["hosts"].values()] == ["noncompliant", "unreachable", "compliant"]
     assert report["hosts"][UNREACHABLE] == {
@@ -156,8 +199,8 @@ def test_junit_counts_are_exact_per_suite_and_in_total(report):
     suites = {suite.get("name"): suite for suite in root.findall("testsuite")}
     expected = {
         # 6 allowlist entries, 4 of them failing once; 3 unexpected listeners and 1 reachable port, a test case
-        # each; 1 check with info findings only
-        NONCOMPLIANT: {"tests": 6 + 3 + 1 + 1, "failures": 8, "errors": 0, "skipped": 0},
+        # each; 2 checks with info findings only (filtered ports, a silent UDP port)
+        NONCOMPLIANT: {"tests": 6 + 3 + 1 + 2, "failures": 8, "errors": 0, "skipped": 0},
         UNREACHABLE: {"tests": 1, "failures": 0, "errors": 1, "skipped": 0},
         COMPLIANT: {"tests": 3 + 2, "failures": 0, "errors": 0, "skipped": 0},  # 3 entries, 2 standing checks
     }
@@ -166,7 +209,7 @@ def test_junit_counts_are_exact_per_suite_and_in_total(report):
         assert suite_counts(suites[host]) == counts
         assert {key: int(suites[host].get(key)) for key in counts} == counts
     assert {key: int(root.get(key)) for key in ("tests", "failures", "errors", "skipped")} == {
-        "tests": 17, "failures": 8, "errors": 1, "skipped": 0}
+        "tests": 18, "failures": 8, "errors": 1, "skipped": 0}
     assert sum(report["summary"]["findings"][severity] for severity in ("high", "medium", "low")) == 8
     for suite in root:
         names = [case.get("name") for case in suite]
@@ -179,7 +222,8 @@ def test_junit_puts_each_finding_in_its_test_case(report):
     root = ET.fromstring(render_junit(report))
     checks = {"unexpected_listener": "no unexpected listeners",
               "reachable_not_allowed": "no reachable ports outside the allowlist",
-              "listening_but_filtered": "listening ports the controller cannot reach"}
+              "listening_but_filtered": "listening ports the controller cannot reach",
+              "udp_open_or_filtered": "listening UDP ports that gave the probe no answer"}
     for host in (NONCOMPLIANT, COMPLIANT):
         cases = list(root.find("testsuite[@name='%s']" % host))
         for item in report["hosts"][host]["findings"]:
@@ -215,6 +259,7 @@ def test_junit_names_each_allowlist_entry_and_check(report):
         "no unexpected listeners: udp 0.0.0.0:9999",
         "no reachable ports outside the allowlist: tcp [2001:db8::20]:8443",
         "listening ports the controller cannot reach",
+        "listening UDP ports that gave the probe no answer",
     ]
 
 
@@ -267,7 +312,7 @@ def test_sarif_has_a_rule_per_kind_and_a_result_per_finding(report):
         assert rule["defaultConfiguration"]["level"] in ("error", "warning", "note")
     assert "CIS 2.1.22" in rules[KIND_ORDER.index("unexpected_listener")]["properties"]["tags"]
     findings = [(host, item) for host, entry in report["hosts"].items() for item in entry["findings"]]
-    assert len(run["results"]) == len(findings) == 13
+    assert len(run["results"]) == len(findings) == 14
     for result, (host, item) in zip(run["results"], findings):
         assert rules[result["ruleIndex"]]["id"] == result["ruleId"] == item["kind"]
         assert result["message"]["text"] == item["message"]
@@ -561,8 +606,8 @@ def test_a_bad_previous_report_is_named(results, report, change, problem):
 
 @pytest.fixture
 def previous(results):
-    """The report of a run before: udp 0.0.0.0:9999 was not there, tcp 0.0.0.0:4000 was; web-01 was not audited
-    yet, old-01 was."""
+    """The report of a run before: udp 0.0.0.0:9999 (and the probe's finding about it) was not there, tcp
+    0.0.0.0:4000 was; web-01 was not audited yet, old-01 was."""
     before = copy.deepcopy(results)
     app = before[NONCOMPLIANT]
     app["findings"] = [item for item in app["findings"] if item["port"] != 9999]
@@ -582,9 +627,9 @@ def drifted(results, previous):
 def test_drift_of_the_fixture(drifted, results):
     new, resolved, unchanged, appeared, disappeared, hosts_appeared, hosts_disappeared = summarise(drifted["drift"])
     web = results[COMPLIANT]
-    assert new == [(NONCOMPLIANT, 9999)] + [(COMPLIANT, item["port"]) for item in web["findings"]]
+    assert new == [(NONCOMPLIANT, 9999)] * 2 + [(COMPLIANT, item["port"]) for item in web["findings"]]
     assert resolved == [(NONCOMPLIANT, 4000)]  # old-01's findings are not resolved: it is gone, not fixed
-    assert unchanged == len(results[NONCOMPLIANT]["findings"]) - 1
+    assert unchanged == len(results[NONCOMPLIANT]["findings"]) - 2
     assert appeared == [(NONCOMPLIANT, "0.0.0.0", 9999)] + [
         (COMPLIANT, item["address"], item["port"]) for item in web["listeners"]]
     assert disappeared == [(NONCOMPLIANT, "0.0.0.0", 4000)]
@@ -599,10 +644,11 @@ def test_json_report_with_drift_validates_against_its_schema(drifted):
 
 def test_text_starts_with_the_drift(drifted, report):
     lines = render_text(drifted).splitlines()
-    assert lines[0].startswith("Since %s: 2 new findings, 1 resolved, 11 unchanged; " % PREVIOUS_AT)
+    assert lines[0].startswith("Since %s: 3 new findings, 1 resolved, 11 unchanged; " % PREVIOUS_AT)
     assert lines[0].endswith("listeners: 5 appeared, 1 disappeared; hosts: 1 appeared, 1 disappeared")
     block = lines[:lines.index("")]
     assert "  + %s [high] Listener not in the allowlist: udp 0.0.0.0:9999" % NONCOMPLIANT in block
+    assert "  + %s [info] UDP port open or filtered: udp 192.0.2.20:9999" % NONCOMPLIANT in block
     assert "  - %s [high] Listener not in the allowlist: tcp 0.0.0.0:4000" % NONCOMPLIANT in block
     assert "  - %s listener tcp 0.0.0.0:4000 x (7)" % NONCOMPLIANT in block
     assert block[-2:] == ["  + host " + COMPLIANT, "  - host " + GONE]
@@ -614,7 +660,7 @@ def test_html_shows_the_drift_before_the_findings(drifted):
     assert "<h2>What changed since 2025-05-31 09:30:00 UTC</h2>" in page
     assert page.index('id="drift"') < page.index('aria-label="Summary"') < page.index('id="findings"')
     section = page.split('id="drift"')[1].split("</section>")[0]
-    assert "New findings (2)" in section and "Resolved findings (1)" in section
+    assert "New findings (3)" in section and "Resolved findings (1)" in section
     assert "Listening sockets (6 changed)" in section and "Hosts (2 changed)" in section
     assert "udp 0.0.0.0:9999" in section and "tcp 0.0.0.0:4000" in section and html.escape(GONE) in section
     assert "drift" not in render_html(build_report({}, GENERATED_AT, "0.1.0"))
@@ -627,7 +673,7 @@ def test_sarif_marks_new_unchanged_and_absent_results(drifted, report, sarif_sch
     states = [(result["properties"]["host"], result["locations"][0]["logicalLocations"][0]["name"],
                result["baselineState"]) for result in run["results"]]
     assert [state for state in states if state[2] != "unchanged"] == [
-        (NONCOMPLIANT, "udp/0.0.0.0:9999", "new")] + [
+        (NONCOMPLIANT, "udp/0.0.0.0:9999", "new"), (NONCOMPLIANT, "udp/192.0.2.20:9999", "new")] + [
         (COMPLIANT, result["locations"][0]["logicalLocations"][0]["name"], "new")
         for result in json.loads(render_sarif(report))["runs"][0]["results"]
         if result["properties"]["host"] == COMPLIANT] + [(NONCOMPLIANT, "tcp/0.0.0.0:4000", "absent")]
@@ -653,10 +699,11 @@ def test_junit_has_a_drift_suite_failing_per_new_finding(drifted):
     cases = suite.findall("testcase")
     assert [(case.get("classname"), case.get("name")) for case in cases][0] == (
         NONCOMPLIANT, "new since %s: Listener not in the allowlist: udp 0.0.0.0:9999" % PREVIOUS_AT)
-    assert [case.find("failure") is not None for case in cases] == [True, False]  # web-01's new finding is info
-    assert suite_counts(suite) == {"tests": 2, "failures": 1, "errors": 0, "skipped": 0}
-    assert {key: int(suite.get(key)) for key in ("tests", "failures")} == {"tests": 2, "failures": 1}
-    assert {key: int(root.get(key)) for key in ("tests", "failures")} == {"tests": 17 + 2, "failures": 8 + 1}
+    # the silent UDP port and web-01's new finding are info
+    assert [case.find("failure") is not None for case in cases] == [True, False, False]
+    assert suite_counts(suite) == {"tests": 3, "failures": 1, "errors": 0, "skipped": 0}
+    assert {key: int(suite.get(key)) for key in ("tests", "failures")} == {"tests": 3, "failures": 1}
+    assert {key: int(root.get(key)) for key in ("tests", "failures")} == {"tests": 18 + 3, "failures": 8 + 1}
     assert "tcp 0.0.0.0:4000" in suite.find("system-out").text
 
 
