@@ -7,8 +7,6 @@ and say what state the host is in when that fails."""
 
 from __future__ import annotations
 
-import time
-
 from ansible_collections.portcullis.hardening.plugins.module_utils._allowlist import (
     AllowlistError,
     management_gap,
@@ -67,48 +65,4 @@ class ActionModule(StepAction):
         if result.get("failed") or self._play_context.check_mode or not rollback:
             return result
         self._test_hold("apply")
-        return self._confirm(result, rollback, task_vars)
-
-    def _confirm(self, result, rollback, task_vars):
-        """Commit over a new connection; when that fails, wait out the host's timer and find out what it did."""
-        deadline = time.monotonic() + rollback["timeout"]
-        confirmation = self._step(None, task_vars=task_vars, confirm=rollback["token"])
-        if not confirmation.get("failed"):
-            result.update(confirmed=True, persistence=confirmation.get("persistence", {}))
-            result.pop("rollback", None)
-            return result
-        if not confirmation.get("unreachable"):
-            if confirmation.get("committed"):  # committed already, by a confirmation whose answer was lost
-                result.update(confirmed=True)
-                result.pop("rollback", None)
-                return result
-            # The host answered, and said what it did instead (the timer fired, persisting failed and it rolled back).
-            result.update(failed=True, confirmed=False, rolled_back=confirmation.get("rolled_back"),
-                          host_state=confirmation.get("host_state", "unknown"),
-                          msg="The new rules were applied, but the confirmation over a new connection failed: %s"
-                          % confirmation.get("msg", "").strip())
-            return result
-
-        # No new connection: the host restores the previous rules when its timer fires. Wait for that (bounded),
-        # then ask the host, over a new connection, what became of the change.
-        self._wait_past(deadline)
-        if not self._reachable_again():
-            result.update(failed=True, confirmed=False, rolled_back=None, host_state="unknown", msg=(
-                "The new rules were applied, but no new connection from the controller could confirm them (%s). The "
-                "host's rollback timer %s was due to restore the previous rules after %d s, but the host still does "
-                "not answer new connections: its state is unknown" % (
-                    confirmation.get("msg", "no answer").strip(), rollback["unit"], rollback["timeout"])))
-            return result
-        late = self._step(None, task_vars=task_vars, confirm=rollback["token"])
-        if not late.get("failed") or late.get("committed"):  # still armed (the timer had not fired) and reachable now: committed, late
-            result.update(confirmed=True, persistence=late.get("persistence", {}))
-            result.pop("rollback", None)
-            self._display.warning("firewall: the first confirmation failed (%s); a later new connection confirmed "
-                                  "the change" % confirmation.get("msg", "").strip())
-            return result
-        result.update(failed=True, confirmed=False, rolled_back=late.get("rolled_back"),
-                      host_state=late.get("host_state", "unknown"), msg=(
-                          "The new rules were applied, but no new connection from the controller could confirm them "
-                          "before the deadline (%s). %s; a new connection works again." % (
-                              confirmation.get("msg", "no answer").strip(), late.get("msg", "").strip())))
-        return result
+        return self._confirm(result, rollback, task_vars, "The new rules were applied", "the previous rules")

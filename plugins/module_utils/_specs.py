@@ -20,10 +20,10 @@ PORT_AUDIT_SPEC = {
     "probe": {"type": "bool", "default": True},
     "probe_addresses": {"type": "list", "elements": "str", "default": []},
     "probe_ports": {"type": "list", "elements": "int", "default": []},
-    "probe_protocols": {"type": "list", "elements": "str", "choices": ["tcp", "udp"], "default": ["tcp", "udp"]},
     "probe_timeout": {"type": "float", "default": 1.0},
     "probe_concurrency": {"type": "int", "default": 32},
     "probe_max_ports": {"type": "int", "default": 1024},
+    "probe_protocols": {"type": "list", "elements": "str", "choices": ["tcp", "udp"], "default": ["tcp", "udp"]},
 }
 
 FIREWALL_SPEC = {
@@ -72,3 +72,16 @@ SERVICE_PORT_SPEC = {
 SERVICE_PORT_MUTUALLY_EXCLUSIVE = [["path", "socket_unit"]]
 SERVICE_PORT_REQUIRED_ONE_OF = [["path", "socket_unit"]]
 SERVICE_PORT_REQUIRED_TOGETHER = [["path", "regexp", "line"]]
+
+# Unit patterns stop_unlisted never stops, whatever the task says (fnmatch patterns on unit names).
+ALWAYS_PROTECTED_UNITS = ("ssh.service", "ssh.socket", "ssh@*.service", "sshd.service", "sshd.socket", "sshd@*.service",
+                          "systemd-*", "dbus.service", "dbus.socket", "portcullis-rollback*")
+STOP_UNLISTED_SPEC = {
+    "allowlist": {"type": "list", "elements": "dict", "options": ENTRY_SPEC, "default": []},
+    "protected_units": {"type": "list", "elements": "str", "default": []},
+    "include_loopback": {"type": "bool", "default": False},
+    "disable": {"type": "bool", "default": True},
+    "settle_timeout": {"type": "int", "default": 10},
+    "confirm_timeout": {"type": "int", "default": 60},
+    "confirm": {"type": "str", "no_log": False},
+}

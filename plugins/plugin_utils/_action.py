@@ -123,6 +123,11 @@ def on_a_new_connection(connection, function, connect_timeout, port=None):
         connection.reset()
 
 
+def _confirmed_extras(confirmation):
+    """What a confirming step adds to the result (the firewall's persistence)."""
+    return {key: confirmation[key] for key in ("persistence",) if key in confirmation}
+
+
 class StepAction(ActionBase):
     """The step driver of the changing modules' action plugins: every step that proves something runs over a new
     connection, and every wait is bounded."""
@@ -201,3 +206,49 @@ class StepAction(ActionBase):
             return resolve_addresses([self._host_address()])[0]
         except (ValueError, IndexError):
             return self._host_address()
+
+    def _confirm(self, result, rollback, task_vars, done, previous):
+        """Commit the armed change over a new connection; when that fails, wait out the host's timer and find out
+        what it did. `done` says what was applied (such as "The new rules were applied"), `previous` what the
+        timer puts back ("the previous rules")."""
+        deadline = time.monotonic() + rollback["timeout"]
+        confirmation = self._step(None, task_vars=task_vars, confirm=rollback["token"])
+        if not confirmation.get("failed"):
+            result.update(confirmed=True, **_confirmed_extras(confirmation))
+            result.pop("rollback", None)
+            return result
+        if not confirmation.get("unreachable"):
+            if confirmation.get("committed"):  # committed already, by a confirmation whose answer was lost
+                result.update(confirmed=True)
+                result.pop("rollback", None)
+                return result
+            # The host answered, and said what it did instead (the timer fired, persisting failed and it rolled back).
+            result.update(failed=True, confirmed=False, rolled_back=confirmation.get("rolled_back"),
+                          host_state=confirmation.get("host_state", "unknown"),
+                          msg="%s, but the confirmation over a new connection failed: %s"
+                          % (done, confirmation.get("msg", "").strip()))
+            return result
+
+        # No new connection: the host puts the previous state back when its timer fires. Wait for that (bounded),
+        # then ask the host, over a new connection, what became of the change.
+        self._wait_past(deadline)
+        if not self._reachable_again():
+            result.update(failed=True, confirmed=False, rolled_back=None, host_state="unknown", msg=(
+                "%s, but no new connection from the controller could confirm them (%s). The host's rollback timer "
+                "%s was due to put back %s after %d s, but the host still does not answer new connections: its "
+                "state is unknown" % (done, confirmation.get("msg", "no answer").strip(), rollback["unit"], previous,
+                                      rollback["timeout"])))
+            return result
+        late = self._step(None, task_vars=task_vars, confirm=rollback["token"])
+        if not late.get("failed") or late.get("committed"):  # still armed (the timer had not fired) and reachable now: committed, late
+            result.update(confirmed=True, **_confirmed_extras(late))
+            result.pop("rollback", None)
+            self._display.warning("%s: the first confirmation failed (%s); a later new connection confirmed the "
+                                  "change" % (self.MODULE, confirmation.get("msg", "").strip()))
+            return result
+        result.update(failed=True, confirmed=False, rolled_back=late.get("rolled_back"),
+                      host_state=late.get("host_state", "unknown"), msg=(
+                          "%s, but no new connection from the controller could confirm them before the deadline "
+                          "(%s). %s; a new connection works again." % (
+                              done, confirmation.get("msg", "no answer").strip(), late.get("msg", "").strip())))
+        return result
