@@ -74,7 +74,10 @@ class ActionModule(StepAction):
         try:
             found = self._find_sshd(params, steps)
             result["found_on"] = found
-            result.update(self._move(params, found, steps))
+            if params["locate_only"]:
+                result.update(changed=False, ansible_port=found)
+            else:
+                result.update(self._move(params, found, steps))
         except MoveFailed as exc:
             result.update(exc.details)
             result.update(failed=True, msg=str(exc))

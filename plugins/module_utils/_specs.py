@@ -47,6 +47,7 @@ SSH_PORT_SPEC = {
     "manage_firewall": {"type": "bool"},
     "selinux": {"type": "str", "choices": ["auto", "true", "false"], "default": "auto"},
     "confirm_timeout": {"type": "int", "default": 120},
+    "locate_only": {"type": "bool", "default": False},
     "step": {"type": "str", "choices": list(SSH_PORT_STEPS), "default": "plan"},
     "token": {"type": "str", "no_log": False},
 }

@@ -104,6 +104,13 @@ options:
         configuration by itself (10-3600).
     type: int
     default: 120
+  locate_only:
+    description:
+      - Only find the port sshd answers on (the connection's, then O(port), then O(previous_ports)), each tried with
+        a new SSH connection, and return it in RV(ansible_port). Nothing runs on the host and nothing changes. The
+        role uses this first, so that a run limited by tags still connects where an earlier run moved sshd.
+    type: bool
+    default: false
   step:
     description: Set by the action plugin; do not set it.
     type: str
@@ -147,7 +154,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 ansible_port:
-  description: The port to connect to from now on (O(port) after a move, and when sshd was already there).
+  description:
+    - The port to connect to from now on (O(port) after a move, and when sshd was already there).
+    - With O(locate_only), the port sshd answers on.
   returned: success
   type: int
   sample: 2222
