@@ -29,6 +29,7 @@ FLEET_COLUMNS = ("Host", "Severity", "Finding", "Where", "Processes", "Controls"
 HOST_FINDING_COLUMNS = FLEET_COLUMNS[1:]
 ALLOWLIST_COLUMNS = ("Entry", "Port", "Protocol", "Family", "Bind", "Sources", "Process", "Comment")
 PROBE_STATES = ("open", "closed", "filtered")
+UDP_PROBE_STATES = PROBE_STATES + ("open|filtered",)
 
 CSS = """
 :root { --ink: #1d2433; --muted: #5b6475; --line: #dde2ea; --soft: #f5f7fa; --accent: #2f4b7c;
@@ -252,19 +253,25 @@ def _allowlist_rows(allowlist):
 
 
 def _probe_section(probe):
-    """One row per probed address: its ports by state."""
+    """One row per probed address and protocol: its ports by state (UDP silence is open|filtered: not proof)."""
     if not probed(probe):
         return '<h3>Probe from the controller</h3><p class="empty">Not probed.</p>'
     rows = []
-    for address, ports in sorted(probe["ports"].items()):
-        by_state = {state: [] for state in PROBE_STATES}
-        for port in sorted(ports, key=int):
-            by_state[ports[port]].append(str(port))
-        rows.append(("", ['<span class="mono">%s</span>' % escape(address)]
-                     + [escape(", ".join(by_state[state]) or "-") for state in PROBE_STATES]))
+    for protocol, key, states in (("tcp", "ports", PROBE_STATES), ("udp", "udp_ports", UDP_PROBE_STATES)):
+        for address, ports in sorted((probe.get(key) or {}).items()):
+            by_state = {state: [] for state in states}
+            for port in sorted(ports, key=int):
+                by_state.setdefault(ports[port], []).append(str(port))
+            cells = [", ".join(by_state[state]) for state in PROBE_STATES]
+            if protocol == "udp":
+                cells[2] = ", ".join(by_state["filtered"] + ["%s (open|filtered)" % port
+                                                             for port in by_state["open|filtered"]])
+            rows.append(("", ['<span class="mono">%s %s</span>' % (protocol, escape(address))]
+                         + [escape(cell or "-") for cell in cells]))
     if not rows:
         return '<h3>Probe from the controller</h3><p class="empty">No port probed.</p>'
-    columns = ("Address", "Open (accepted)", "Closed (refused)", "Filtered (no answer)")
+    columns = ("Protocol and address", "Open (accepted, answered)", "Closed (refused)",
+               "Filtered (no answer; UDP silence is open|filtered)")
     return "<h3>Probe from the controller</h3>" + _table(columns, rows)
 
 

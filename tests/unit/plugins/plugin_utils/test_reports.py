@@ -365,6 +365,18 @@ def test_html_shows_every_host_and_finding(report):
     assert fleet_table.count("<tr class=\"sev-") == 8  # every finding above info, across the fleet
 
 
+def test_html_probe_shows_udp_states_with_their_uncertainty(report):
+    probe = render_html(report).split(html.escape(NONCOMPLIANT))[-1].split("Probe from the controller")[1]
+    rows = [row for row in probe.split("<tr") if "udp " in row]
+    assert len(rows) == 2
+    silent = [row for row in rows if "192.0.2.20" in row][0]
+    refused = [row for row in rows if "2001:db8::20" in row][0]
+    def cells(row):
+        return [cell.split("</td>")[0].rsplit(">", 1)[-1] for cell in row.split("<td")[2:]]
+    assert cells(silent) == ["-", "-", "9999 (open|filtered)"]
+    assert cells(refused) == ["-", "9999", "-"]
+
+
 def test_html_is_self_contained(report):
     page = render_html(report)
     assert "http://" not in page and "https://" not in page
