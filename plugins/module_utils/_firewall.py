@@ -16,6 +16,7 @@ import json
 import os
 import shlex
 
+from ansible_collections.portcullis.hardening.plugins.module_utils._allowlist import opens_port
 from ansible_collections.portcullis.hardening.plugins.module_utils._host import PortcullisError
 from ansible_collections.portcullis.hardening.plugins.module_utils._nftables import (
     NFTABLES_CONF,
@@ -28,6 +29,7 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._nftables imp
     rollback_script,
     table_absent,
 )
+from ansible_collections.portcullis.hardening.plugins.module_utils._procnet import endpoint_text
 from ansible_collections.portcullis.hardening.plugins.module_utils._systemd import (
     SYSTEMCTL,
     first,
@@ -249,3 +251,34 @@ def remove(nft, check_mode):
 def rollback_files(live_text):
     """{file name: nft script} that puts the own table back as `live_text` (None: no table)."""
     return {ROLLBACK_FILE: rollback_script(live_text)}
+
+
+def closing_ports(listeners, rules, kept_ports, established):
+    """The ports that listen on the network but that the table will not open, each with its live connections.
+
+    [{"protocol", "port", "listeners": [endpoint text], "established": [peer text]}]: loopback listeners are not
+    filtered by an input chain that accepts `lo`, and the kept management ports stay open. An entry limited to some
+    sources or a family opens the port (to them): it is not listed.
+    """
+    closing = {}
+    for listener in listeners:
+        protocol, port = listener["protocol"], listener["port"]
+        if listener["loopback"] or opens_port(rules, protocol, port) or (protocol == "tcp" and port in kept_ports):
+            continue
+        item = closing.setdefault((protocol, port), {"protocol": protocol, "port": port, "listeners": [],
+                                                     "established": []})
+        item["listeners"].append(endpoint_text(listener["address"], port))
+    for _local, local_port, peer, peer_port in established:
+        item = closing.get(("tcp", local_port))
+        if item is not None and not peer.is_loopback:
+            item["established"].append(endpoint_text(str(peer), peer_port))
+    return [closing[key] for key in sorted(closing)]
+
+
+def closing_warnings(closing):
+    """A warning per closing port that live connections use: the table lets them finish (conntrack), but refuses
+    every new one, so the clients that hold them lose the service when they reconnect."""
+    return ["%d/%s closes: %d established connection%s to it (from %s) may finish, but no new connection will get in" % (
+        item["port"], item["protocol"], len(item["established"]), "" if len(item["established"]) == 1 else "s",
+        ", ".join(item["established"][:5]) + (" and more" if len(item["established"]) > 5 else ""))
+        for item in closing if item["established"]]

@@ -79,6 +79,17 @@ def _plain(address):
     return address
 
 
+def established_connections(proc_root="/proc"):
+    """[(local address, local port, peer address, peer port)] of every ESTABLISHED TCP connection (IPv4 and IPv6)."""
+    found = []
+    for name, family in (("tcp", "ipv4"), ("tcp6", "ipv6")):
+        text = _read(os.path.join(proc_root, "net", name))
+        if text:
+            found.extend(tuple(_plain(part) if index % 2 == 0 else part for index, part in enumerate(connection))
+                         for connection in parse_established(text, family).values())
+    return found
+
+
 def management_session(proc_root="/proc", pid=None):
     """{port, family, local_address, peer_address} of the TCP connection the nearest ancestor of `pid` holds (the
     SSH session), or None when there is none (a local or container connection, or /proc not readable)."""

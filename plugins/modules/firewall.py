@@ -160,6 +160,17 @@ management_ports:
   returned: state is present
   type: list
   elements: int
+closing:
+  description:
+    - The ports that listen on a network address but that the table does not open (it keeps them closed), each with
+      C(protocol), C(port), its C(listeners) and the C(established) connections to it (their peers).
+    - When the table changes, a warning names every closing port that has established connections. The table lets
+      them finish (it accepts established traffic first) but refuses every new connection to the port.
+    - An entry limited to some sources or to one family opens the port (to them): such a port is not listed.
+  returned: state is present
+  type: list
+  elements: dict
+  sample: [{"protocol": "tcp", "port": 8080, "listeners": ["0.0.0.0:8080"], "established": ["192.0.2.7:51234"]}]
 persistence:
   description:
     - What persisting changed (or would change) - C(file), C(include), C(service), and C(config), the file
@@ -202,6 +213,8 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._firewall imp
     KIND,
     FirewallError,
     Nftables,
+    closing_ports,
+    closing_warnings,
     persist,
     persisted_paths,
     persistence_plan,
@@ -213,8 +226,12 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._firewall imp
     undo_commands,
 )
 from ansible_collections.portcullis.hardening.plugins.module_utils._host import Host, PortcullisError
+from ansible_collections.portcullis.hardening.plugins.module_utils._listeners import discover
 from ansible_collections.portcullis.hardening.plugins.module_utils._nftables import apply_script, render_table
-from ansible_collections.portcullis.hardening.plugins.module_utils._session import management_session
+from ansible_collections.portcullis.hardening.plugins.module_utils._session import (
+    established_connections,
+    management_session,
+)
 from ansible_collections.portcullis.hardening.plugins.module_utils._specs import FIREWALL_SPEC
 from ansible_collections.portcullis.hardening.plugins.module_utils._transaction import ChangePending, Engine, RolledBack, new_token
 
@@ -334,8 +351,12 @@ def run(module):
     current = plan(desired, nft)
     persistence = persistence_plan(desired, nft) if params["persist"] else {}
     persisting = any(persistence.get(key) for key in ("file", "include", "service"))
+    closing = closing_ports(discover().listeners, rules, kept, established_connections())
+    if current["table_changed"]:
+        warnings.extend(closing_warnings(closing))
     result = {"changed": current["table_changed"] or persisting,
               "rules": desired, "management_ports": kept, "persistence": persistence_summary(persistence),
+              "closing": closing,
               "diff": {"before": current["live_text"] or "", "after": desired}, "warnings": warnings}
     if module.check_mode:
         try:

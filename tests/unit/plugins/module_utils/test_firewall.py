@@ -11,6 +11,7 @@ live table is what the last `nft -f` created, whether the module or the rollback
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 
@@ -23,6 +24,8 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._firewall imp
     STATE_FILE,
     FirewallError,
     Nftables,
+    closing_ports,
+    closing_warnings,
     exec_start_config,
     persisted_paths,
     persistence_plan,
@@ -37,6 +40,7 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._nftables imp
     removal_script,
     render_table,
 )
+from ansible_collections.portcullis.hardening.plugins.module_utils._session import established_connections
 from ansible_collections.portcullis.hardening.plugins.module_utils._specs import FIREWALL_SPEC
 from ansible_collections.portcullis.hardening.plugins.module_utils._systemd import parse_show
 from ansible_collections.portcullis.hardening.plugins.module_utils._transaction import (
@@ -55,6 +59,7 @@ from ansible_collections.portcullis.hardening.plugins.modules.firewall import ap
 from ansible_collections.portcullis.hardening.plugins.plugin_utils._action import validated
 
 from .fakehost import NFT_JSON_LIST, NFT_LIST, fake_host, host_file, read_host_file, tree, write_host_file
+from .test_session import ESTABLISHED, LISTEN, proc_net
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "nft")
 TOKEN = "0123456789ab"
@@ -617,3 +622,132 @@ def test_remove_in_check_mode_changes_nothing(tmp_path):
     assert remove(fw.nft, check_mode=True) == {"changed": True, "diff": {
         "before": fixture("reject-nft-1.0.6.txt"), "after": ""}}
     assert tree(tmp_path) == before and fw.system.live_table() == fixture("reject-nft-1.0.6.txt")
+
+
+# --- the ports the table closes, and their live connections ------------------------------------------------------
+
+def listener(protocol, address, port):
+    return {"protocol": protocol, "family": "ipv6" if ":" in address else "ipv4", "address": address, "port": port,
+            "processes": [], "loopback": ipaddress.ip_address(address).is_loopback or address == "::ffff:127.0.0.1",
+            "wildcard": address in ("0.0.0.0", "::")}
+
+
+def connection(local, local_port, peer, peer_port):
+    return ipaddress.ip_address(local), local_port, ipaddress.ip_address(peer), peer_port
+
+
+def closing(allow, listeners, kept=(22,), established=()):
+    return closing_ports(listeners, parse_allowlist(allow, name="allow"), list(kept), list(established))
+
+
+def test_closing_lists_the_network_listeners_no_entry_opens():
+    listeners = [
+        listener("tcp", "0.0.0.0", 8080), listener("tcp", "::", 8080),
+        listener("tcp", "10.0.0.2", 3000),
+        listener("udp", "0.0.0.0", 5353),
+        listener("tcp", "0.0.0.0", 443), listener("tcp", "::", 443),
+    ]
+    assert closing([{"port": 443}], listeners) == [
+        {"protocol": "tcp", "port": 3000, "listeners": ["10.0.0.2:3000"], "established": []},
+        {"protocol": "tcp", "port": 8080, "listeners": ["0.0.0.0:8080", "[::]:8080"], "established": []},
+        {"protocol": "udp", "port": 5353, "listeners": ["0.0.0.0:5353"], "established": []},
+    ]
+
+
+def test_loopback_listeners_never_close():
+    # The input chain accepts `lo`: what listens on loopback only is not filtered, allowed or not.
+    listeners = [listener("tcp", "127.0.0.1", 6379), listener("tcp", "::1", 6379),
+                 listener("tcp", "::ffff:127.0.0.1", 7000), listener("udp", "127.0.0.53", 53)]
+    assert closing([], listeners, kept=()) == []
+
+
+@pytest.mark.parametrize("entry", [
+    {"port": 8080},
+    {"port": "8000-8100"},
+    {"port": 8080, "sources": ["192.0.2.0/24"]},
+    {"port": 8080, "sources": ["2001:db8::/32"], "family": "ipv6"},
+    {"port": 8080, "family": "ipv4"},  # it opens the port, to IPv4: the port is not closing
+    {"port": 8080, "process": "nginx"},
+], ids=["port", "range", "ipv4-sources", "ipv6-sources", "family", "process"])
+def test_a_port_an_entry_opens_is_not_closing(entry):
+    assert closing([entry], [listener("tcp", "0.0.0.0", 8080), listener("tcp", "::", 8080)]) == []
+
+
+@pytest.mark.parametrize("entry", [
+    {"port": 8080, "bind": "loopback"},  # opens nothing to the network
+    {"port": 8080, "protocol": "udp"},  # another protocol
+    {"port": 8081},
+], ids=["loopback-entry", "udp-entry", "other-port"])
+def test_an_entry_that_does_not_open_the_port_to_the_network_leaves_it_closing(entry):
+    assert closing([entry], [listener("tcp", "0.0.0.0", 8080)]) == [
+        {"protocol": "tcp", "port": 8080, "listeners": ["0.0.0.0:8080"], "established": []}]
+
+
+def test_the_kept_management_ports_stay_open_for_tcp_only():
+    listeners = [listener("tcp", "0.0.0.0", 22), listener("tcp", "::", 2222), listener("udp", "0.0.0.0", 22)]
+    assert closing([], listeners, kept=[22, 2222]) == [
+        {"protocol": "udp", "port": 22, "listeners": ["0.0.0.0:22"], "established": []}]
+    assert [item["port"] for item in closing([], listeners, kept=[])] == [22, 2222, 22]
+
+
+def test_established_connections_are_attached_to_the_closing_port_they_use():
+    listeners = [listener("tcp", "0.0.0.0", 8080), listener("tcp", "::", 8080), listener("tcp", "0.0.0.0", 443),
+                 listener("tcp", "0.0.0.0", 9000), listener("udp", "0.0.0.0", 9000),
+                 listener("tcp", "127.0.0.1", 6379)]
+    established = [
+        connection("10.0.0.2", 8080, "192.0.2.7", 51234),
+        connection("2001:db8::2", 8080, "2001:db8::7", 40001),
+        connection("127.0.0.1", 8080, "127.0.0.1", 40002),  # loopback peers are never filtered
+        connection("::1", 8080, "::1", 40003),
+        connection("10.0.0.2", 443, "192.0.2.8", 51000),  # an open port: nothing is cut
+        connection("10.0.0.2", 9000, "192.0.2.9", 52000),
+        connection("127.0.0.1", 6379, "127.0.0.1", 40004),  # a loopback listener: not closing
+        connection("10.0.0.2", 7777, "192.0.2.10", 53000),  # no listener on it (an outgoing connection's port)
+    ]
+    assert closing([{"port": 443}], listeners, established=established) == [
+        {"protocol": "tcp", "port": 8080, "listeners": ["0.0.0.0:8080", "[::]:8080"],
+         "established": ["192.0.2.7:51234", "[2001:db8::7]:40001"]},
+        {"protocol": "tcp", "port": 9000, "listeners": ["0.0.0.0:9000"], "established": ["192.0.2.9:52000"]},
+        {"protocol": "udp", "port": 9000, "listeners": ["0.0.0.0:9000"], "established": []},
+    ]
+
+
+def test_established_connections_read_from_proc_are_attached(tmp_path):
+    proc = proc_net(tmp_path, tcp=[
+        ("0.0.0.0", 8080, "0.0.0.0", 0, LISTEN),
+        ("10.0.0.2", 8080, "192.0.2.7", 51234, ESTABLISHED),
+        ("127.0.0.1", 8080, "127.0.0.1", 41000, ESTABLISHED),
+        ("10.0.0.2", 22, "192.0.2.1", 50000, ESTABLISHED),
+    ], tcp6=[
+        ("::", 8080, "::", 0, LISTEN),
+        ("2001:db8::2", 8080, "2001:db8::7", 40001, ESTABLISHED),
+        ("::ffff:10.0.0.2", 8080, "::ffff:198.51.100.9", 40002, ESTABLISHED),
+        ("::1", 8080, "::1", 40003, ESTABLISHED),
+    ])
+    listeners = [listener("tcp", "0.0.0.0", 8080), listener("tcp", "::", 8080), listener("tcp", "0.0.0.0", 22)]
+    found = closing([], listeners, kept=[22], established=established_connections(proc))
+    assert len(found) == 1 and found[0]["port"] == 8080
+    # The IPv4-mapped peer of the dual-stack socket is shown as the IPv4 client it is.
+    assert sorted(found[0]["established"]) == ["192.0.2.7:51234", "198.51.100.9:40002", "[2001:db8::7]:40001"]
+    assert closing_warnings(found) == [
+        "8080/tcp closes: 3 established connections to it (from %s) may finish, but no new connection will get in"
+        % ", ".join(found[0]["established"])]
+
+
+def test_closing_warnings_count_and_name_the_peers():
+    peers = ["192.0.2.%d:5000%d" % (number, number) for number in range(1, 8)]
+    items = [
+        {"protocol": "tcp", "port": 3000, "listeners": ["0.0.0.0:3000"], "established": []},
+        {"protocol": "tcp", "port": 8080, "listeners": ["0.0.0.0:8080"], "established": peers[:1]},
+        {"protocol": "tcp", "port": 8081, "listeners": ["0.0.0.0:8081"], "established": peers[:2]},
+        {"protocol": "tcp", "port": 8082, "listeners": ["0.0.0.0:8082"], "established": peers[:5]},
+        {"protocol": "tcp", "port": 8083, "listeners": ["[::]:8083"], "established": peers},
+        {"protocol": "udp", "port": 5353, "listeners": ["0.0.0.0:5353"], "established": []},
+    ]
+    assert closing_warnings(items) == [
+        "8080/tcp closes: 1 established connection to it (from 192.0.2.1:50001) may finish, but no new connection will get in",
+        "8081/tcp closes: 2 established connections to it (from 192.0.2.1:50001, 192.0.2.2:50002) may finish, but no new connection will get in",
+        "8082/tcp closes: 5 established connections to it (from %s) may finish, but no new connection will get in" % ", ".join(peers[:5]),
+        "8083/tcp closes: 7 established connections to it (from %s and more) may finish, but no new connection will get in" % ", ".join(peers[:5]),
+    ]
+    assert closing_warnings([]) == []

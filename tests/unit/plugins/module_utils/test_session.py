@@ -6,9 +6,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import struct
+
+import pytest
 
 from ansible_collections.portcullis.hardening.plugins.module_utils._session import (
+    established_connections,
     management_session,
     parent_pid,
     parse_established,
@@ -74,3 +79,76 @@ def test_only_established_sockets_count():
     found = parse_established(TCP, "ipv4")
     assert sorted(found) == [5001]
     assert parse_established("header\nnot a socket line\n", "ipv4") == {}
+
+
+# --- every established connection (the ones a closing port would cut) -----------------------------------------
+
+ESTABLISHED, LISTEN, TIME_WAIT = 0x01, 0x0A, 0x06
+
+
+def kernel_endpoint(address, port):
+    """How /proc/net/tcp{,6} writes an endpoint: the address as 32-bit words in host byte order, then the port."""
+    packed = ipaddress.ip_address(address).packed
+    words = struct.unpack("=%dI" % (len(packed) // 4), packed)
+    return "%s:%04X" % ("".join("%08X" % word for word in words), port)
+
+
+def proc_net(tmp_path, tcp=(), tcp6=()):
+    """A /proc with net/tcp and net/tcp6 holding the sockets [(local, local port, peer, peer port, state)]."""
+    root = tmp_path / "proc"
+    (root / "net").mkdir(parents=True)
+    for name, sockets in (("tcp", tcp), ("tcp6", tcp6)):
+        lines = [HEADER]
+        for number, (local, local_port, peer, peer_port, state) in enumerate(sockets):
+            lines.append("  %2d: %s %s %02X 00000000:00000000 00:00000000 00000000     0        0 %d 1\n" % (
+                number, kernel_endpoint(local, local_port), kernel_endpoint(peer, peer_port), state, 9000 + number))
+        (root / "net" / name).write_text("".join(lines))
+    return str(root)
+
+
+@pytest.mark.skipif(struct.pack("=I", 1) != struct.pack("<I", 1), reason="the fixture lines are little-endian")
+def test_kernel_endpoint_matches_the_kernels_format():
+    # The fixture lines above, as a little-endian kernel writes them.
+    assert kernel_endpoint("10.213.204.2", 22) == "02CCD50A:0016"
+    assert kernel_endpoint("fd00::2", 2222) == "000000FD000000000000000002000000:08AE"
+    assert kernel_endpoint("::ffff:192.168.0.2", 22) == "0000000000000000FFFF00000200A8C0:0016"
+
+
+def test_established_connections_of_both_tables(tmp_path):
+    proc = proc_net(tmp_path, tcp=[
+        ("0.0.0.0", 8080, "0.0.0.0", 0, LISTEN),
+        ("10.0.0.2", 8080, "192.0.2.7", 51234, ESTABLISHED),
+        ("10.0.0.2", 8080, "192.0.2.8", 51235, TIME_WAIT),
+        ("127.0.0.1", 6379, "127.0.0.1", 40000, ESTABLISHED),
+    ], tcp6=[
+        ("::", 8080, "::", 0, LISTEN),
+        ("2001:db8::2", 8080, "2001:db8::7", 40001, ESTABLISHED),
+        ("::ffff:10.0.0.2", 8080, "::ffff:198.51.100.9", 40002, ESTABLISHED),
+    ])
+    assert sorted(established_connections(proc), key=str) == sorted([
+        (ipaddress.ip_address("10.0.0.2"), 8080, ipaddress.ip_address("192.0.2.7"), 51234),
+        (ipaddress.ip_address("127.0.0.1"), 6379, ipaddress.ip_address("127.0.0.1"), 40000),
+        (ipaddress.ip_address("2001:db8::2"), 8080, ipaddress.ip_address("2001:db8::7"), 40001),
+        # IPv4-mapped: the IPv4 client (and local address) it is.
+        (ipaddress.IPv4Address("10.0.0.2"), 8080, ipaddress.IPv4Address("198.51.100.9"), 40002),
+    ], key=str)
+
+
+def test_established_connections_from_the_session_fixture(tmp_path):
+    # Listeners are not connections; the IPv4-mapped session is shown as IPv4.
+    assert sorted(established_connections(build(tmp_path, [], {})), key=str) == sorted([
+        (ipaddress.ip_address("10.213.204.2"), 22, ipaddress.ip_address("10.213.204.1"), 51234),
+        (ipaddress.ip_address("fd00::2"), 2222, ipaddress.ip_address("fd00::1"), 40000),
+        (ipaddress.ip_address("192.168.0.2"), 22, ipaddress.ip_address("192.168.0.1"), 40001),
+    ], key=str)
+
+
+def test_established_connections_without_tables_or_with_bad_lines(tmp_path):
+    assert established_connections(str(tmp_path / "no-proc")) == []
+    root = tmp_path / "proc"
+    (root / "net").mkdir(parents=True)
+    (root / "net" / "tcp").write_text(HEADER + "   0: garbage\n   1: ZZ:0016 01CCD50A:C822 01 0 0 0 0 0 1 1\n"
+                                      + TCP.splitlines(True)[2])
+    # No tcp6 (IPv6 disabled): the IPv4 table alone; the lines it cannot read are skipped.
+    assert established_connections(str(root)) == [
+        (ipaddress.ip_address("10.213.204.2"), 22, ipaddress.ip_address("10.213.204.1"), 51234)]
