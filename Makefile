@@ -97,14 +97,15 @@ demo: collection
 	@echo "== 2. Audit against demo/lab-allowlist.yml, in check mode (playbooks/audit.yml --check)"
 	$(BIN)/ansible-playbook -i $(DEMO_LAB_DIR)/inventory.yml playbooks/audit.yml --check \
 	  -e @demo/lab-allowlist.yml -e portcullis_report_dir=$(REPORT_DIR)/before -e portcullis_fail_on_findings=false
-	@echo "== 3. Harden: move SSH 22 -> $(DEMO_SSH_PORT) over the moved connection, then a default-deny firewall"
-	@echo "   from the same allowlist (playbooks/harden.yml -e portcullis_ssh_port=$(DEMO_SSH_PORT))"
+	@echo "== 3. Harden: move SSH 22 -> $(DEMO_SSH_PORT) over the moved connection, a default-deny firewall from the"
+	@echo "   same allowlist, stop the units that listen without an entry, then verify from inside and from here"
+	@echo "   (playbooks/harden.yml -e portcullis_ssh_port=$(DEMO_SSH_PORT) -e portcullis_stop_unlisted=true)"
 	$(BIN)/ansible-playbook -i $(DEMO_LAB_DIR)/inventory.yml playbooks/harden.yml -e @demo/lab-allowlist.yml \
-	  -e portcullis_ssh_port=$(DEMO_SSH_PORT)
-	@echo "== 4. Audit again (the lab's inventory still says 22: connect on $(DEMO_SSH_PORT))"
+	  -e portcullis_ssh_port=$(DEMO_SSH_PORT) -e portcullis_stop_unlisted=true -e portcullis_report_dir=$(REPORT_DIR)/harden
+	@echo "== 4. Audit again (the lab's inventory still says 22: the role finds sshd on $(DEMO_SSH_PORT))"
 	$(BIN)/ansible-playbook -i $(DEMO_LAB_DIR)/inventory.yml playbooks/audit.yml --check \
-	  -e @demo/lab-allowlist.yml -e portcullis_report_dir=$(REPORT_DIR)/after -e portcullis_fail_on_findings=false \
-	  -e portcullis_previous_report=$(REPORT_DIR)/before/portcullis-report.json -e ansible_port=$(DEMO_SSH_PORT)
+	  -e @demo/lab-allowlist.yml -e portcullis_ssh_port=$(DEMO_SSH_PORT) -e portcullis_report_dir=$(REPORT_DIR)/after \
+	  -e portcullis_previous_report=$(REPORT_DIR)/before/portcullis-report.json
 	@echo
 	@echo "== What listens"
 	@cat $(REPORT_DIR)/listeners.txt
@@ -112,11 +113,10 @@ demo: collection
 	@echo "== Audit before hardening"
 	@cat $(REPORT_DIR)/before/portcullis-report.txt
 	@echo
-	@echo "== Audit after hardening (the firewall closed what a network client could reach; services that"
-	@echo "   listen without an allowlist entry stay findings until they are stopped or allowed)"
+	@echo "== Audit after hardening (what was resolved since the audit before is listed first)"
 	@cat $(REPORT_DIR)/after/portcullis-report.txt
 	@echo
-	@echo "Reports: $(REPORT_DIR)/{before,after}/portcullis-report.{html,json,junit.xml,sarif,txt}"
+	@echo "Reports: $(REPORT_DIR)/{before,harden,after}/portcullis-report.{html,json,junit.xml,sarif,txt}"
 	@echo "Log in to a lab host: ssh -F $(DEMO_LAB_DIR)/ssh_config -p $(DEMO_SSH_PORT) portcullis-bookworm-1"
 
 # --- tests -------------------------------------------------------------------------------------

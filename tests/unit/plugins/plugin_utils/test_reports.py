@@ -371,6 +371,7 @@ def test_html_probe_shows_udp_states_with_their_uncertainty(report):
     assert len(rows) == 2
     silent = [row for row in rows if "192.0.2.20" in row][0]
     refused = [row for row in rows if "2001:db8::20" in row][0]
+
     def cells(row):
         return [cell.split("</td>")[0].rsplit(">", 1)[-1] for cell in row.split("<td")[2:]]
     assert cells(silent) == ["-", "-", "9999 (open|filtered)"]
