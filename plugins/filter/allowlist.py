@@ -14,8 +14,8 @@ description:
   - Validates the entries as the collection's modules do - ports and ranges, protocols, families, C(sources) CIDRs
     (no host bits, matching the family), C(bind), duplicates and contradictions - and returns the list with the
     extra entries appended.
-  - An error names the variable, the entry index, the field and the value, such as
-    C(portcullis_allowlist_extra[1].sources[0]: '10.0.0.1/8' has host bits set).
+  - "An error names the variable, the entry index, the field and the value, such as
+    C(portcullis_allowlist_extra[1].sources[0]: '10.0.0.1/8' has host bits set)."
   - The role C(portcullis.hardening.ports) checks its allowlist this way first, so that a bad entry stops the run
     before any phase changes a host.
 options:

@@ -166,7 +166,7 @@ closing:
       C(protocol), C(port), its C(listeners) and the C(established) connections to it (their peers).
     - When the table changes, a warning names every closing port that has established connections. The table lets
       them finish (it accepts established traffic first) but refuses every new connection to the port.
-    - An entry limited to some sources or to one family opens the port (to them): such a port is not listed.
+    - "An entry limited to some sources or to one family opens the port (to them): such a port is not listed."
   returned: state is present
   type: list
   elements: dict

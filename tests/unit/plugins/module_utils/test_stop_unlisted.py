@@ -172,7 +172,7 @@ class ShowHost:
         return 0, "".join("%s=%s\n" % item for item in props.items()), ""
 
 
-PROTECTED = list(ALWAYS_PROTECTED_UNITS)
+PROTECTED = tuple(ALWAYS_PROTECTED_UNITS)
 
 
 def plan_for(items, units, rules=(), protected=PROTECTED, sockets=LIST_SOCKETS, include_loopback=False):
@@ -269,7 +269,7 @@ def test_a_protected_unit_is_kept_naming_the_pattern():
     items = [listener(5432, processes=[process(1600, "postgres", "postgresql@15-main.service")]),
              listener(53, processes=[process(1700, "systemd-resolve", "systemd-resolved.service")])]
     plan, _host = plan_for(items, {"postgresql@15-main.service": {}, "systemd-resolved.service": {}},
-                           protected=PROTECTED + ["postgresql*"])
+                           protected=PROTECTED + ("postgresql*",))
     assert plan.groups == [] and plan.states == {}
     assert plan.kept == [  # in the order of the listeners
         {"listener": "tcp 0.0.0.0:5432", "reason": "its unit postgresql@15-main.service is protected "
@@ -281,7 +281,7 @@ def test_a_protected_unit_is_kept_naming_the_pattern():
 def test_a_protected_socket_keeps_its_service_too():
     items = [listener(9999, processes=[SYSTEMD, process(1400, "x", "x.service")])]
     plan, _host = plan_for(items, {"x.socket": {}, "x.service": {"TriggeredBy": "x.socket"}},
-                           protected=PROTECTED + ["x.socket"])
+                           protected=PROTECTED + ("x.socket",))
     assert plan.groups == []
     assert plan.kept == [{"listener": "tcp 0.0.0.0:9999",
                           "reason": "its unit x.socket is protected (x.socket): reported, not stopped"}]

@@ -63,10 +63,10 @@ class Machine:
     """The fake host with services: `systemctl show` answers from `units`, and discover() sees a listener until
     a systemctl stop or disable --now of one of its units ran."""
 
-    def __init__(self, tmp_path, listeners, units=UNITS):
+    def __init__(self, tmp_path, listeners, units=None):
         self.root = tmp_path
         self.host, self.system = fake_host(tmp_path)
-        self.units = units
+        self.units = UNITS if units is None else units
         self.listeners = listeners
         self.linger = set()  # units whose sockets stay open after they stop
         self.system.hook(SHOW_PREFIX, self.show)

@@ -189,8 +189,10 @@ class FakeUdpSocket:
         self.timeout = timeout
 
     def _next(self):
-        outcome = self.script.pop(0) if self.script else None
-        if isinstance(outcome, BaseException):
+        if not self.script:
+            return None
+        outcome = self.script.pop(0)
+        if isinstance(outcome, Exception):
             raise outcome
         return outcome
 
@@ -302,11 +304,11 @@ def test_udp_payloads_are_the_requests_they_claim():
     assert (tag, version, tag2, community) == (0x02, b"\x00", 0x04, b"public")  # SNMPv1, community public
     tag, pdu, rest = ber(message)
     assert (tag, rest) == (0xa0, b"")  # GetRequest-PDU
-    _, _request_id, pdu = ber(pdu)
-    _, error_status, pdu = ber(pdu)
-    _, error_index, pdu = ber(pdu)
-    _, bindings, rest = ber(pdu)
-    _, binding, _ = ber(bindings)
+    _tag, _request_id, pdu = ber(pdu)
+    _tag, error_status, pdu = ber(pdu)
+    _tag, error_index, pdu = ber(pdu)
+    _tag, bindings, rest = ber(pdu)
+    _tag, binding, _rest = ber(bindings)
     tag, oid, value = ber(binding)
     assert (error_status, error_index, rest, tag, oid, value) == (
         b"\x00", b"\x00", b"", 0x06, bytes([0x2b, 6, 1, 2, 1, 1, 1, 0]), b"\x05\x00")  # sysDescr.0 = NULL

@@ -366,7 +366,7 @@ def test_html_shows_every_host_and_finding(report):
 
 
 def test_html_probe_shows_udp_states_with_their_uncertainty(report):
-    probe = render_html(report).split(html.escape(NONCOMPLIANT))[-1].split("Probe from the controller")[1]
+    probe = render_html(report).rsplit(html.escape(NONCOMPLIANT), maxsplit=1)[-1].split("Probe from the controller")[1]
     rows = [row for row in probe.split("<tr") if "udp " in row]
     assert len(rows) == 2
     silent = [row for row in rows if "192.0.2.20" in row][0]
