@@ -10,6 +10,8 @@ collection.
 
 from __future__ import annotations
 
+import time
+
 SYSTEMCTL = "systemctl"
 DAEMON_RELOAD = [SYSTEMCTL, "daemon-reload"]
 
@@ -63,9 +65,16 @@ def stop_and_disable(unit):
     return [[SYSTEMCTL, "disable", "--now", unit]]
 
 
-def timer_argv(unit, seconds, argv, description):
-    """systemd-run arming a transient timer that runs `argv` once, `seconds` from now, outside this session."""
-    return ["systemd-run", "--unit", unit, "--on-active=%ds" % seconds, "--timer-property=AccuracySec=1s",
+def calendar_time(seconds):
+    """A moment (seconds since the epoch) as an OnCalendar= event systemd reads in any time zone."""
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
+
+
+def timer_argv(unit, at, argv, description):
+    """systemd-run arming a transient timer that runs `argv` once at `at` (seconds since the epoch), outside this
+    session. An absolute time, not --on-active: every daemon-reload (a `systemctl enable`) restarts an --on-active
+    countdown, and the timer would fire later than the change's expires_at says."""
+    return ["systemd-run", "--unit", unit, "--on-calendar=%s" % calendar_time(at), "--timer-property=AccuracySec=1s",
             "--property=Type=oneshot", "--description", description] + list(argv)
 
 

@@ -340,7 +340,8 @@ class Engine:
         except OSError as exc:
             self.host.rmtree(staging)
             raise TransactionError("arming the rollback: %s exists (another change is armed): %s" % (ARMED, exc))
-        argv = timer_argv("portcullis-rollback-%s" % token, int(timeout), ["/bin/sh", self.script_path, "timer"],
+        argv = timer_argv("portcullis-rollback-%s" % token, manifest["expires_at"],
+                          ["/bin/sh", self.script_path, "timer"],
                           "Portcullis: undo the %s change %s unless it is confirmed" % (kind, token))
         rc, out, err = self.host.run(argv)
         if rc != 0:

@@ -4,7 +4,7 @@
 
 """A host for unit tests: real files under a temporary root, and a command runner that plays systemd.
 
-`systemd-run --on-active` arms a timer (nothing runs until the test calls fire()); `systemd-run --wait` and
+`systemd-run --on-calendar` arms a timer (nothing runs until the test calls fire()); `systemd-run --wait` and
 fire() run the rollback script for real with /bin/sh, with stand-ins for systemctl, nft and semanage first on
 PATH (they only log their argument lists), so the script's file work is real and nothing touches this machine's
 services or firewall. Other commands answer from `responses`, a list of (argv prefix, (rc, out, err)) pairs; an

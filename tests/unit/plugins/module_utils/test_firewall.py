@@ -42,7 +42,7 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._nftables imp
 )
 from ansible_collections.portcullis.hardening.plugins.module_utils._session import established_connections
 from ansible_collections.portcullis.hardening.plugins.module_utils._specs import FIREWALL_SPEC
-from ansible_collections.portcullis.hardening.plugins.module_utils._systemd import parse_show
+from ansible_collections.portcullis.hardening.plugins.module_utils._systemd import calendar_time, parse_show
 from ansible_collections.portcullis.hardening.plugins.module_utils._transaction import (
     ARMED,
     BOOT_UNIT_PATH,
@@ -180,7 +180,8 @@ def test_apply_validates_then_arms_the_rollback_before_it_loads_the_new_table(fw
     token = result["rollback"]["token"]
     calls = fw.system.calls
     validate = [number for number, argv in enumerate(calls) if argv[:3] == ["nft", "-c", "-f"]]
-    timer = [number for number, argv in enumerate(calls) if argv[0] == "systemd-run" and "--on-active=45s" in argv]
+    expires = "--on-calendar=%s" % calendar_time(result["rollback"]["expires_at"])
+    timer = [number for number, argv in enumerate(calls) if argv[0] == "systemd-run" and expires in argv]
     load = [number for number, argv in enumerate(calls) if argv[:2] == ["nft", "-f"]]
     assert len(timer) == 1 and len(load) == 1 and validate
     assert validate[0] < timer[0] < load[0]
