@@ -268,6 +268,9 @@ def run(module, proc_root="/proc"):
             warnings.append("a real run would refuse now: %s" % exc)
         return result
     if not plan.groups:
+        # The units may be stopped by an armed change, which its timer would still undo: say so, not "ok".
+        with engine.locked("stop_unlisted"):
+            warnings.extend(engine.refuse_if_pending("stop_unlisted"))
         return result
     return stop(engine, host, params, result, warnings, proc_root)
 
