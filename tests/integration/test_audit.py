@@ -14,7 +14,7 @@ from xml.etree import ElementTree
 
 import pytest
 
-from conftest import LAB_DIR, ansible_env
+from harness import LAB_DIR, ansible_env
 
 PLAYBOOK = os.path.join(os.path.dirname(__file__), "..", "..", "playbooks", "audit.yml")
 ALLOWLIST = [
@@ -51,23 +51,25 @@ def run_audit(tmp_path, *extra, unreachable_host=False):
 def snapshot(host):
     """Everything an audit must leave alone: firewall, sshd configuration, unit and unit-file states."""
     return {
-        "nft": host.ssh("nft", "list", "ruleset"),
-        "sshd": host.ssh("sh", "-c", "find /etc/ssh -type f -print0 | sort -z | xargs -0 sha256sum"),
+        "nft": host.ssh("nft list ruleset").stdout,
+        "sshd": host.ssh("find /etc/ssh -type f -print0 | sort -z | xargs -0 sha256sum").stdout,
         # SSH logins come and go as session scopes: compare services, sockets and timers only.
-        "units": host.ssh("sh", "-c", "systemctl list-units --all --no-legend --plain --no-pager "
-                          "'*.service' '*.socket' '*.timer' | grep -v 'user@\\|user-runtime-dir@'"),
-        "unit_files": host.ssh("systemctl", "list-unit-files", "--no-legend", "--no-pager"),
+        "units": host.ssh("systemctl list-units --all --no-legend --plain --no-pager '*.service' '*.socket' "
+                          "'*.timer' | grep -v 'user@\\|user-runtime-dir@'").stdout,
+        "unit_files": host.ssh("systemctl list-unit-files --no-legend --no-pager").stdout,
     }
 
 
 def expected_findings(host):
-    ipv6 = host.hostvars.get("portcullis_lab_ipv6")
+    ipv6 = host.ipv6
     findings = [
         ("unexpected_listener", "high", "tcp", "::", 8443, None),
         ("unexpected_listener", "high", "udp", "0.0.0.0", 9999, None),
         ("allowed_not_listening", "info", "tcp", None, 443, 3),
     ]
-    if ipv6:  # the IPv6-only listener answers the controller over IPv6 (the lab has no firewall yet)
+    # The rogue UDP service answers the controller's datagram over IPv4 (the lab has no firewall yet).
+    findings.insert(0, ("reachable_not_allowed", "high", "udp", host.address, 9999, None))
+    if ipv6:  # the IPv6-only listener answers the controller over IPv6
         findings.insert(0, ("reachable_not_allowed", "high", "tcp", ipv6, 8443, None))
     return findings
 
@@ -80,9 +82,10 @@ def test_audit_finds_exactly_the_rogue_listeners_and_changes_nothing(lab_hosts, 
     after = {host.name: snapshot(host) for host in hosts}
     assert before == after, "the audit changed a host"
 
-    # Non-compliant hosts fail the run, but only after all four reports are written.
+    # Non-compliant hosts fail the run, naming their findings, but only after every report is written.
     assert completed.returncode != 0, completed.stdout[-3000:]
-    assert "Not compliant: " in completed.stdout
+    for host in hosts:
+        assert "%s is not compliant: %d findings remain" % (host.name, 3 + bool(host.ipv6)) in completed.stdout
     report = json.loads((reports / "portcullis-report.json").read_text())
     assert report["summary"]["hosts"] == len(hosts)
     assert report["summary"]["noncompliant"] == len(hosts) and report["summary"]["unreachable"] == 0

@@ -16,39 +16,24 @@ and the rollback slow with the /run/portcullis/test-slow-rollback hook of the ro
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
 import shlex
-import shutil
-import signal
-import tempfile
 import time
 
 import pytest
 
-from test_firewall import Lab, _interrupt, wait_for
+from harness import STATE_DIR, in_background, own_lab, wait_for
 
 BASELINE = [{"port": 22, "comment": "SSH"}, {"port": 8080}]
 CHANGED = BASELINE + [{"port": 9100, "comment": "node exporter"}]
 NEW_PORT = 2222
-STATE = "/var/lib/portcullis"
 SLOW_HOOK = "/run/portcullis/test-slow-rollback"
 
 
 @pytest.fixture(scope="module")
 def lab():
-    state_dir = tempfile.mkdtemp(prefix="portcullis-faults-lab-")
-    the_lab = Lab(state_dir)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        the_lab.up()
+    with own_lab(prefix="portcullis-faults-lab-") as the_lab:
         yield the_lab
-    finally:
-        try:
-            the_lab.cli("down")
-            shutil.rmtree(state_dir)
-        finally:
-            signal.signal(signal.SIGTERM, previous)
 
 
 def firewall(lab, allow, hosts="all", timeout=60, **env):
@@ -59,10 +44,7 @@ def firewall(lab, allow, hosts="all", timeout=60, **env):
 
 
 def lab_play(lab, tasks, hosts="all", **env):
-    from conftest import run_play
-    from test_firewall import PLAYBOOK_TIMEOUT, _collections_path
-    return run_play(lab.inventory, tasks, hosts, timeout=PLAYBOOK_TIMEOUT,
-                    ANSIBLE_COLLECTIONS_PATH=_collections_path(), **env)
+    return lab.playbook(tasks, hosts, **env)
 
 
 def move(lab, port, previous=(22,), hosts="all", **env):
@@ -89,21 +71,12 @@ def own_table(host):
 
 
 def armed_everywhere(lab):
-    return all(host.ssh("test -d %s/armed" % STATE, check=False).returncode == 0 for host in lab.hosts)
+    return all(host.armed() for host in lab.hosts)
 
 
 def history(host):
     """[(claimed by, status)] of the engine's history on the host, oldest first."""
-    listing = host.ssh("for d in $(ls -tr %s/history 2>/dev/null); do echo $(cat %s/history/$d/started/by) "
-                       "$(cat %s/history/$d/started/status 2>/dev/null || echo -); done" % (STATE, STATE, STATE)).stdout
-    return [tuple(line.split()[::2]) for line in listing.splitlines() if line.strip()]
-
-
-def in_background(function, *args, **kwargs):
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-    future = pool.submit(function, *args, **kwargs)
-    pool.shutdown(wait=False)
-    return future
+    return [(entry["by"], entry["status"]) for entry in host.history()]
 
 
 def restart_all(lab):
@@ -135,7 +108,7 @@ def test_restart_while_a_firewall_change_is_armed(baseline):
     restart_all(lab)
     for host in lab.hosts:
         assert own_table(host) == before[host.name], "the boot unit must have put the committed table back"
-        assert host.ssh("test -d %s/armed" % STATE, check=False).returncode != 0
+        assert not host.armed()
         assert history(host)[-1][0] == "boot"
     rc, _results = running.result(timeout=900)
     assert rc != 0, "a run whose change was rolled back at boot must not end green"
@@ -171,10 +144,9 @@ def test_the_timer_fires_while_the_commit_arrives(baseline):
         assert "rolled back" in result["msg"], result["msg"]
     for host in lab.hosts:
         host.ssh("rm -f %s" % SLOW_HOOK)
-        wait_for(lambda host=host: host.ssh("test -d %s/armed" % STATE, check=False).returncode != 0, 60,
-                 "the slow rollback on %s" % host.name)
+        wait_for(lambda host=host: not host.armed(), 60, "the slow rollback on %s" % host.name)
         assert own_table(host) == before[host.name]
-        assert history(host)[-1] == ("timer", "0")
+        assert history(host)[-1] == ("timer", 0)
     converges(lab, lambda: firewall(lab, CHANGED))
 
 
@@ -237,7 +209,7 @@ def test_a_non_root_process_named_sshd_on_the_new_port_is_not_taken_for_sshd(bas
         for host in lab.hosts:
             assert host.reachable()
             assert json.loads(host.ssh("python3 -c 'import json, os; print(json.dumps(os.path.isdir(\"%s/armed\")))'"
-                                       % STATE).stdout) is False
+                                       % STATE_DIR).stdout) is False
     finally:
         for host in lab.hosts:
             host.ssh("systemctl stop portcullis-test-fake-sshd; rm -f /tmp/sshd", check=False)

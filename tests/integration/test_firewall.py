@@ -5,8 +5,8 @@
 """portcullis.hardening.firewall end to end, on a lab of its own (one Debian 12 and one Debian 13 host).
 
 The firewall changes the hosts' rules, so this module never touches the shared test lab: its `lab` fixture
-starts a lab in a temporary state dir with $PORTCULLIS_LAB (run by $PORTCULLIS_LAB_PYTHON) and takes it
-down at the end, whatever happened. Each host gets a Docker-like foreign ruleset (tables ip nat and ip
+(harness.own_lab) starts a lab in a temporary state dir with $PORTCULLIS_LAB (run by $PORTCULLIS_LAB_PYTHON)
+and takes it down at the end, whatever happened. Each host gets a Docker-like foreign ruleset (tables ip nat and ip
 filter, loaded again at boot by a unit ordered after nftables.service, as Docker would) and two listeners
 the allowlists never open (tcp 7070, udp 7071), next to the lab's rogue listeners.
 
@@ -18,28 +18,16 @@ starts from the state it needs and ends with every host reachable over a new SSH
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import json
-import os
 import shlex
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 
 import pytest
 
-from conftest import FRESH_SSH as FRESH_SSH_ARGS, run_play
+from harness import BLOCK_NEW_SSH, own_lab, stop_masters, wait_for
 
-RELEASES = ("bookworm", "trixie")
-FRESH_SSH = tuple(FRESH_SSH_ARGS.split())
-LAB_UP_TIMEOUT = 2700  # the first `up` builds the images with debootstrap
-PLAYBOOK_TIMEOUT = 600
-PROBE_TIMEOUT = 3
 TEST_DIR = "/var/lib/portcullis-test"
 OWN_TABLE = "table inet portcullis"
 PERSIST_FILE = "/etc/nftables.d/portcullis.nft"
@@ -207,129 +195,21 @@ ONLY_8080_REACH = {
 
 # --- the lab ---------------------------------------------------------------------------------------
 
-def _lab_command():
-    lab = os.environ.get("PORTCULLIS_LAB", "")
-    python = os.environ.get("PORTCULLIS_LAB_PYTHON") or sys.executable
-    if not lab or not os.path.isfile(lab):
-        pytest.fail("set PORTCULLIS_LAB to lab/portcullis_lab.py (and PORTCULLIS_LAB_PYTHON); `make integration` "
-                    "does", pytrace=False)
-    return [python, lab]
+def snapshot(host):
+    """Everything the firewall may touch on the host (SNAPSHOT), read over one new SSH connection."""
+    return json.loads(host.ssh("python3 -c %s" % shlex.quote(SNAPSHOT)).stdout)
 
 
-def _collections_path():
-    """Where ansible-playbook finds portcullis.hardening: ANSIBLE_COLLECTIONS_PATH, else the PYTHONPATH entry."""
-    if os.environ.get("ANSIBLE_COLLECTIONS_PATH"):
-        return os.environ["ANSIBLE_COLLECTIONS_PATH"]
-    for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep):
-        if entry and os.path.isdir(os.path.join(entry, "ansible_collections", "portcullis", "hardening")):
-            return entry
-    return pytest.fail("set ANSIBLE_COLLECTIONS_PATH (or PYTHONPATH) to the collections dir holding "
-                       "portcullis.hardening", pytrace=False)
-
-
-class Host:
-    """One lab host, reached over real SSH with the lab's ssh_config, each call on a new connection."""
-
-    def __init__(self, lab, name, hostvars):
-        self.lab = lab
-        self.name = name
-        self.hostvars = hostvars
-
-    @property
-    def address(self):
-        return self.hostvars["ansible_host"]
-
-    @property
-    def ipv6(self):
-        return self.hostvars.get("portcullis_lab_ipv6")
-
-    def ssh(self, command, check=True, timeout=120, input_text=None, ipv6=False):
-        """Run a shell command on the host over a new SSH connection; return the CompletedProcess."""
-        argv = (["ssh", "-F", self.lab.ssh_config] + list(FRESH_SSH)
-                + ["-o", "BatchMode=yes", "-o", "ConnectTimeout=10", self.name + ("-v6" if ipv6 else ""),
-                   "--", command])
-        completed = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=input_text,
-                                   check=False)
-        if check and completed.returncode != 0:
-            raise AssertionError("ssh %s %r failed (rc=%d): %s%s" % (self.name, command, completed.returncode,
-                                                                     completed.stdout[-2000:],
-                                                                     completed.stderr[-2000:]))
-        return completed
-
-    def reachable(self, ipv6=False):
-        """Whether a new SSH connection gets in and runs a command."""
-        try:
-            return self.ssh("true", check=False, timeout=30, ipv6=ipv6).returncode == 0
-        except subprocess.TimeoutExpired:
-            return False
-
-    def snapshot(self):
-        return json.loads(self.ssh("python3 -c %s" % shlex.quote(SNAPSHOT)).stdout)
-
-    def probe(self, expected):
-        """Probe every (protocol, version, port) of `expected` from the controller; return what each gave."""
-        keys = [key for key in expected if key[1] == 4 or self.ipv6]
-        with concurrent.futures.ThreadPoolExecutor(max_workers=len(keys)) as pool:
-            futures = {key: pool.submit(probe, self.ipv6 if key[1] == 6 else self.address, key[0], key[2])
-                       for key in keys}
-            return {key: future.result() for key, future in futures.items()}
-
-    def expected(self, expected):
-        return {key: value for key, value in expected.items() if key[1] == 4 or self.ipv6}
-
-
-class Lab:
-    """A lab of this module's own, in a temporary state dir."""
-
-    def __init__(self, state_dir):
-        self.dir = state_dir
-        self.inventory = os.path.join(state_dir, "inventory.yml")
-        self.ssh_config = os.path.join(state_dir, "ssh_config")
-        self.hosts = []
-        self.original = {}  # host name -> snapshot before any firewall run
-
-    def cli(self, *args, timeout=600):
-        completed = subprocess.run(_lab_command() + ["--state-dir", self.dir] + list(args), capture_output=True,
-                                   text=True, timeout=timeout, check=False)
-        if completed.returncode != 0:
-            raise AssertionError("portcullis_lab.py --state-dir %s %s failed (rc=%d): %s%s" % (
-                self.dir, " ".join(args), completed.returncode, completed.stdout[-3000:], completed.stderr[-3000:]))
-        return completed.stdout
-
-    def up(self):
-        """Start (or refresh after a restart) the hosts; re-read inventory, addresses and keys."""
-        self.cli("up", "--release", *RELEASES, timeout=LAB_UP_TIMEOUT)
-        listing = subprocess.run(["ansible-inventory", "-i", self.inventory, "--list"], capture_output=True,
-                                 text=True, timeout=120, check=True)
-        hostvars = json.loads(listing.stdout)["_meta"]["hostvars"]
-        self.hosts = [Host(self, name, hostvars[name]) for name in sorted(hostvars)]
-        assert sorted(host.hostvars["portcullis_lab_release"] for host in self.hosts) == sorted(RELEASES)
-
-    def host(self, release):
-        return [host for host in self.hosts if host.hostvars["portcullis_lab_release"] == release][0]
-
-    def restart(self, host):
-        """Restart the host's container by its id, as a reboot (then call up() to refresh the lab's files)."""
-        env = dict(os.environ, CONTAINERS_CONF=os.path.join(self.dir, "containers.conf"))
-        subprocess.run(["podman", "restart", host.hostvars["portcullis_lab_container_id"]], capture_output=True,
-                       text=True, timeout=180, env=env, check=True)
-
-    def playbook(self, tasks, hosts="all", extra_args=(), fresh=True, control_dir=None):
-        """Run a play of `tasks` with the JSON callback; return (CompletedProcess, {task name: {host: result}})."""
-        return run_play(self.inventory, tasks, hosts, extra_args, fresh=fresh, control_dir=control_dir,
-                        timeout=PLAYBOOK_TIMEOUT, ANSIBLE_COLLECTIONS_PATH=_collections_path())
-
-    def firewall(self, args, hosts="all", check_mode=False, fresh=True, control_dir=None, warm_up=False):
-        """Run portcullis.hardening.firewall with `args`; return (rc, {host: result})."""
-        tasks = [{"name": "firewall", "portcullis.hardening.firewall": args}]
-        if warm_up:  # an earlier task, so that the firewall runs over a connection that already exists
-            tasks.insert(0, {"name": "warm up", "ansible.builtin.ping": {}})
-        completed, results = self.playbook(tasks, hosts=hosts, extra_args=["--check", "--diff"] if check_mode else [],
-                                           fresh=fresh, control_dir=control_dir)
-        names = [host.name for host in self.hosts] if hosts == "all" else [hosts]
-        assert sorted(results.get("firewall", {})) == sorted(names), (completed.stdout[-3000:],
-                                                                      completed.stderr[-3000:])
-        return completed.returncode, results["firewall"]
+def firewall(lab, args, hosts="all", check_mode=False, fresh=True, control_dir=None, warm_up=False):
+    """Run portcullis.hardening.firewall with `args`; return (rc, {host: result})."""
+    tasks = [{"name": "firewall", "portcullis.hardening.firewall": args}]
+    if warm_up:  # an earlier task, so that the firewall runs over a connection that already exists
+        tasks.insert(0, {"name": "warm up", "ansible.builtin.ping": {}})
+    completed, results = lab.playbook(tasks, hosts=hosts, extra_args=["--check", "--diff"] if check_mode else [],
+                                      fresh=fresh, control_dir=control_dir)
+    names = [host.name for host in lab.hosts] if hosts == "all" else [hosts]
+    assert sorted(results.get("firewall", {})) == sorted(names), (completed.stdout[-3000:], completed.stderr[-3000:])
+    return completed.returncode, results["firewall"]
 
 
 def _prepare(host):
@@ -350,71 +230,20 @@ def start_listeners(host):
                               check=False).returncode == 0, 30, "listeners on %s" % host.name)
 
 
-def wait_for(condition, seconds, what):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("%s: not within %d s" % (what, seconds))
-        time.sleep(1)
-
-
-def _interrupt(signum, _frame):
-    raise KeyboardInterrupt("signal %d" % signum)
+def _prepare_lab(lab):
+    for host in lab.hosts:
+        _prepare(host)
+    lab.original = {host.name: snapshot(host) for host in lab.hosts}
 
 
 @pytest.fixture(scope="module")
 def lab():
-    """A lab of this module's own: up at the start, down at the end, whatever happened in between.
-
-    SIGTERM (a `timeout` around the run, a CI job cancelled) becomes a KeyboardInterrupt, after which
-    pytest still tears the fixtures down, so the containers go too.
-    """
-    state_dir = tempfile.mkdtemp(prefix="portcullis-fw-lab-")
-    the_lab = Lab(state_dir)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        the_lab.up()
-        for host in the_lab.hosts:
-            _prepare(host)
-        the_lab.original = {host.name: host.snapshot() for host in the_lab.hosts}
+    """A lab of this module's own (harness.own_lab): up at the start, down at the end, whatever happened."""
+    with own_lab(_prepare_lab, prefix="portcullis-fw-lab-") as the_lab:
         yield the_lab
-    finally:
-        try:
-            the_lab.cli("down")  # by the container and network ids the lab recorded
-            shutil.rmtree(state_dir)  # kept when `down` failed: it records what is left to remove
-        finally:
-            signal.signal(signal.SIGTERM, previous)
 
 
 # --- probes and checks -----------------------------------------------------------------------------
-
-def probe(address, protocol, port):
-    """One new connection (TCP) or exchange (UDP) from the controller to a lab address."""
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    if protocol == "tcp":
-        with socket.socket(family, socket.SOCK_STREAM) as sock:
-            sock.settimeout(PROBE_TIMEOUT)
-            try:
-                sock.connect((address, port))
-            except socket.timeout:
-                return "filtered"
-            except ConnectionRefusedError:
-                return "refused"
-            return "open"
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(PROBE_TIMEOUT)
-        sock.connect((address, port))
-        for _attempt in range(2):  # UDP may lose a datagram
-            try:
-                sock.send(b"portcullis-test probe\n")
-                if sock.recv(2048):
-                    return "answered"
-            except socket.timeout:
-                continue
-            except ConnectionRefusedError:
-                return "refused"
-    return "silent"
-
 
 def assert_reach(lab, expected):
     for host in lab.hosts:
@@ -431,19 +260,19 @@ def assert_all_reachable(lab):
 
 def ensure(lab, allow, hosts="all"):
     """Apply `allow` (with commit-confirm) and check that the live table is exactly the rendered one."""
-    rc, results = lab.firewall({"allow": allow, "confirm_timeout": 30}, hosts=hosts)
+    rc, results = firewall(lab, {"allow": allow, "confirm_timeout": 30}, hosts=hosts)
     assert rc == 0, results
     for host in lab.hosts:
         if host.name in results:
             assert not results[host.name].get("failed"), results[host.name]
-            assert host.snapshot()["own"] == results[host.name]["rules"], host.name
+            assert snapshot(host)["own"] == results[host.name]["rules"], host.name
     return results
 
 
 def assert_unchanged(lab, before):
     """Every host's snapshot is what it was; the message names the host and the parts that differ."""
     for host in lab.hosts:
-        after = host.snapshot()
+        after = snapshot(host)
         differ = sorted(key for key in set(before[host.name]) | set(after)
                         if before[host.name].get(key) != after.get(key))
         assert not differ, "%s changed: %s" % (host.name, "; ".join(
@@ -473,10 +302,10 @@ def without_own_table(ruleset):
 def test_apply_is_idempotent_and_check_diff_changes_nothing(lab):
     assert_reach(lab, NO_FIREWALL)  # the listeners answer while nothing filters
 
-    rc, results = lab.firewall({"allow": BASELINE, "confirm_timeout": 30})
+    rc, results = firewall(lab, {"allow": BASELINE, "confirm_timeout": 30})
     assert rc == 0, results
     for host in lab.hosts:
-        result, after, original = results[host.name], host.snapshot(), lab.original[host.name]
+        result, after, original = results[host.name], snapshot(host), lab.original[host.name]
         assert result["changed"] is True and result["confirmed"] is True, result
         assert "rollback" not in result
         assert result["management_ports"] == []  # entry 0 opens 22 itself
@@ -497,13 +326,13 @@ def test_apply_is_idempotent_and_check_diff_changes_nothing(lab):
         assert "armed" not in after["state_files"]  # nothing left armed
     assert_reach(lab, BASELINE_REACH)
 
-    before = {host.name: host.snapshot() for host in lab.hosts}
-    rc, results = lab.firewall({"allow": BASELINE, "confirm_timeout": 30})
+    before = {host.name: snapshot(host) for host in lab.hosts}
+    rc, results = firewall(lab, {"allow": BASELINE, "confirm_timeout": 30})
     assert rc == 0 and all(result["changed"] is False for result in results.values()), results
     assert all("rollback" not in result and "confirmed" not in result for result in results.values())
     assert_unchanged(lab, before)
 
-    rc, results = lab.firewall({"allow": CHANGED, "confirm_timeout": 30}, check_mode=True)
+    rc, results = firewall(lab, {"allow": CHANGED, "confirm_timeout": 30}, check_mode=True)
     assert rc == 0, results
     for host in lab.hosts:
         result = results[host.name]
@@ -515,14 +344,14 @@ def test_apply_is_idempotent_and_check_diff_changes_nothing(lab):
                                          "config": "/etc/nftables.conf"}
     assert_unchanged(lab, before)  # check mode changed nothing
 
-    rc, results = lab.firewall({"allow": BASELINE, "confirm_timeout": 30}, check_mode=True)
+    rc, results = firewall(lab, {"allow": BASELINE, "confirm_timeout": 30}, check_mode=True)
     assert rc == 0 and all(result["changed"] is False for result in results.values()), results
     assert_all_reachable(lab)
 
 
 def test_rules_survive_a_reboot(lab):
     ensure(lab, BASELINE)
-    before = {host.name: host.snapshot() for host in lab.hosts}
+    before = {host.name: snapshot(host) for host in lab.hosts}
     reach = {host.name: host.probe(BASELINE_REACH) for host in lab.hosts}
     assert reach == {host.name: host.expected(BASELINE_REACH) for host in lab.hosts}
 
@@ -533,7 +362,7 @@ def test_rules_survive_a_reboot(lab):
         start_listeners(host)  # transient units do not come back after a reboot
 
     for host in lab.hosts:
-        after = host.snapshot()
+        after = snapshot(host)
         assert host.ssh("systemctl is-active nftables.service portcullis-test-foreign.service").stdout.split() == [
             "active", "active"]
         assert after["own"] == before[host.name]["own"], host.name
@@ -544,14 +373,14 @@ def test_rules_survive_a_reboot(lab):
     assert {host.name: host.probe(BASELINE_REACH) for host in lab.hosts} == reach
 
     # What booted is what the firewall recorded: the same input changes nothing.
-    rc, results = lab.firewall({"allow": BASELINE, "confirm_timeout": 30})
+    rc, results = firewall(lab, {"allow": BASELINE, "confirm_timeout": 30})
     assert rc == 0 and all(result["changed"] is False for result in results.values()), results
     assert_all_reachable(lab)
 
 
 def test_allowlist_without_the_management_port_keeps_it_open_and_warns(lab):
     ensure(lab, BASELINE)
-    rc, results = lab.firewall({"allow": [{"port": 8080}], "confirm_timeout": 30})
+    rc, results = firewall(lab, {"allow": [{"port": 8080}], "confirm_timeout": 30})
     assert rc == 0, results
     for host in lab.hosts:
         result = results[host.name]
@@ -559,7 +388,7 @@ def test_allowlist_without_the_management_port_keeps_it_open_and_warns(lab):
         assert result["management_ports"] == [22]
         assert any("no allow entry opens 22/tcp: the firewall keeps 22/tcp open" in warning
                    for warning in result.get("warnings", [])), result.get("warnings")
-        own = host.snapshot()["own"]
+        own = snapshot(host)["own"]
         assert own == result["rules"]
         assert 'tcp dport 22 accept comment "portcullis: management port"' in own
         assert "dport 9999" not in own and "dport 8443" not in own
@@ -568,20 +397,12 @@ def test_allowlist_without_the_management_port_keeps_it_open_and_warns(lab):
     ensure(lab, BASELINE)
 
 
-def _stop_masters(control_dir):
-    """Stop the ControlPersist masters ansible left in `control_dir` (by their sockets), then remove it."""
-    for name in os.listdir(control_dir):
-        subprocess.run(["ssh", "-o", "ControlPath=" + os.path.join(control_dir, name), "-O", "exit", "unused"],
-                       capture_output=True, text=True, timeout=30, check=False)
-    shutil.rmtree(control_dir, ignore_errors=True)
-
-
 def test_sources_that_exclude_the_controller_keep_the_management_port_open_for_it(lab):
     # 22 only from a network the controller is not on: the host sees the controller's address on this SSH
     # session, so the firewall keeps 22 open (and warns) instead of cutting the operator off.
     ensure(lab, BASELINE)
-    rc, results = lab.firewall({"allow": [{"port": 22, "sources": ["192.0.2.0/24"]}, {"port": 8080}],
-                                "confirm_timeout": 30})
+    rc, results = firewall(lab, {"allow": [{"port": 22, "sources": ["192.0.2.0/24"]}, {"port": 8080}],
+                                 "confirm_timeout": 30})
     assert rc == 0, results
     for host in lab.hosts:
         result = results[host.name]
@@ -591,16 +412,9 @@ def test_sources_that_exclude_the_controller_keep_the_management_port_open_for_i
     ensure(lab, BASELINE)
 
 
-# Drops new connections to 22 (the established master connection goes on), and removes itself after 30 s.
-BLOCK_NEW_SSH = ("nft add table inet portcullis_test_blocker && nft add chain inet portcullis_test_blocker input "
-                 "'{ type filter hook input priority -10; }' && nft add rule inet portcullis_test_blocker input "
-                 "tcp dport 22 ct state new drop && systemd-run --quiet --collect --on-active=30 --unit "
-                 "portcullis-test-unblock nft delete table inet portcullis_test_blocker")
-
-
 def test_blocked_confirm_rolls_back(lab):
     ensure(lab, BASELINE)
-    before = {host.name: host.snapshot() for host in lab.hosts}
+    before = {host.name: snapshot(host) for host in lab.hosts}
     control_dir = tempfile.mkdtemp(prefix="pfw-cp-")  # short: it holds unix sockets
     try:
         started = time.monotonic()
@@ -614,7 +428,7 @@ def test_blocked_confirm_rolls_back(lab):
         rc, results = completed.returncode, results["firewall"]
         took = time.monotonic() - started
     finally:
-        _stop_masters(control_dir)
+        stop_masters(control_dir)
     assert rc != 0, results
     assert took >= 20, took  # the rollback timer, not an early failure
     for host in lab.hosts:
@@ -627,7 +441,7 @@ def test_blocked_confirm_rolls_back(lab):
     for host in lab.hosts:
         wait_for(lambda host=host: host.ssh("nft list table inet portcullis_test_blocker", check=False).returncode
                  != 0, 60, "the blocker gone on %s" % host.name)
-        after = host.snapshot()
+        after = snapshot(host)
         assert after["own"] == before[host.name]["own"], host.name
         assert after["foreign"] == before[host.name]["foreign"]
         assert after["persisted"] == before[host.name]["persisted"]  # never confirmed, never persisted
@@ -654,9 +468,9 @@ def nft_replaced(host, stand_in):
 def test_failing_nft_apply_leaves_the_previous_rules(lab):
     ensure(lab, BASELINE)
     broken, healthy = lab.host("bookworm"), lab.host("trixie")
-    before = broken.snapshot()
+    before = snapshot(broken)
     with nft_replaced(broken, NFT_APPLY_FAILS):
-        rc, results = lab.firewall({"allow": CHANGED, "confirm_timeout": 30})
+        rc, results = firewall(lab, {"allow": CHANGED, "confirm_timeout": 30})
     assert rc != 0
     result = results[broken.name]
     assert result.get("failed") is True and "rollback" not in result, result
@@ -664,7 +478,7 @@ def test_failing_nft_apply_leaves_the_previous_rules(lab):
     # The other host is not held back by the broken one.
     assert results[healthy.name]["changed"] is True and results[healthy.name]["confirmed"] is True
 
-    after = broken.snapshot()
+    after = snapshot(broken)
     assert after["own"] == before["own"]
     assert after["ruleset"] == before["ruleset"]
     assert after["persisted"] == before["persisted"] and after["conf"] == before["conf"]
@@ -672,7 +486,7 @@ def test_failing_nft_apply_leaves_the_previous_rules(lab):
     assert not rollback_left(after)
     assert "armed" not in after["state_files"]  # nothing left armed
     # The module's record still matches the live table: the previous allowlist changes nothing.
-    rc, results = lab.firewall({"allow": BASELINE, "confirm_timeout": 30}, hosts=broken.name)
+    rc, results = firewall(lab, {"allow": BASELINE, "confirm_timeout": 30}, hosts=broken.name)
     assert rc == 0 and results[broken.name]["changed"] is False, results
     ensure(lab, BASELINE)
     assert_all_reachable(lab)
@@ -686,11 +500,11 @@ def test_syntax_error_leaves_the_previous_rules(lab):
     rejects it.
     """
     ensure(lab, BASELINE)
-    before = {host.name: host.snapshot() for host in lab.hosts}
+    before = {host.name: snapshot(host) for host in lab.hosts}
     with contextlib.ExitStack() as stack:
         for host in lab.hosts:
             stack.enter_context(nft_replaced(host, NFT_SYNTAX_ERROR))
-        rc, results = lab.firewall({"allow": CHANGED, "confirm_timeout": 30})
+        rc, results = firewall(lab, {"allow": CHANGED, "confirm_timeout": 30})
     assert rc != 0
     for host in lab.hosts:
         result = results[host.name]
@@ -703,8 +517,8 @@ def test_syntax_error_leaves_the_previous_rules(lab):
 
 def test_invalid_port_range_fails_before_anything_changes(lab):
     ensure(lab, BASELINE)
-    before = {host.name: host.snapshot() for host in lab.hosts}
-    rc, results = lab.firewall({"allow": [{"port": 22}, {"port": "100-90"}]})
+    before = {host.name: snapshot(host) for host in lab.hosts}
+    rc, results = firewall(lab, {"allow": [{"port": 22}, {"port": "100-90"}]})
     assert rc != 0
     for result in results.values():
         assert result["failed"] is True and "invocation" not in result, result  # the module never ran
@@ -722,8 +536,8 @@ def test_invalid_port_range_fails_before_anything_changes(lab):
 ], ids=["protocol-icmp", "confirm-timeout-negative", "closing-this-connection"])
 def test_bad_input_fails_naming_the_field(lab, args, message):
     ensure(lab, BASELINE)
-    before = {host.name: host.snapshot() for host in lab.hosts}
-    rc, results = lab.firewall(args)
+    before = {host.name: snapshot(host) for host in lab.hosts}
+    rc, results = firewall(lab, args)
     assert rc != 0
     for result in results.values():
         assert result["failed"] is True and "invocation" not in result, result
@@ -736,9 +550,9 @@ def test_an_entry_for_the_other_family_does_not_count_for_this_connection(lab):
     # 22 for IPv6 only while the controller comes over IPv4: the host sees that on this SSH session and refuses
     # before anything changes, naming the entry.
     ensure(lab, BASELINE)
-    before = {host.name: host.snapshot() for host in lab.hosts}
-    rc, results = lab.firewall({"allow": [{"port": 22, "family": "ipv6"}, {"port": 8080}],
-                                "keep_management_port": False})
+    before = {host.name: snapshot(host) for host in lab.hosts}
+    rc, results = firewall(lab, {"allow": [{"port": 22, "family": "ipv6"}, {"port": 8080}],
+                                 "keep_management_port": False})
     assert rc != 0
     for result in results.values():
         assert result["failed"] is True, result
@@ -750,11 +564,11 @@ def test_an_entry_for_the_other_family_does_not_count_for_this_connection(lab):
 
 def test_absent_removes_only_what_the_firewall_added(lab):
     ensure(lab, BASELINE)
-    before = {host.name: host.snapshot() for host in lab.hosts}
-    rc, results = lab.firewall({"state": "absent"})
+    before = {host.name: snapshot(host) for host in lab.hosts}
+    rc, results = firewall(lab, {"state": "absent"})
     assert rc == 0, results
     for host in lab.hosts:
-        result, after, original = results[host.name], host.snapshot(), lab.original[host.name]
+        result, after, original = results[host.name], snapshot(host), lab.original[host.name]
         assert result["changed"] is True, result
         assert result["diff"] == {"before": before[host.name]["own"], "after": ""}
         assert after["own"] is None and OWN_TABLE not in after["tables"]
@@ -765,8 +579,8 @@ def test_absent_removes_only_what_the_firewall_added(lab):
         assert not rollback_left(after)
     assert_reach(lab, NO_FIREWALL)
 
-    again = {host.name: host.snapshot() for host in lab.hosts}
-    rc, results = lab.firewall({"state": "absent"})
+    again = {host.name: snapshot(host) for host in lab.hosts}
+    rc, results = firewall(lab, {"state": "absent"})
     assert rc == 0 and all(result["changed"] is False for result in results.values()), results
     assert_unchanged(lab, again)
     assert_all_reachable(lab)

@@ -57,10 +57,10 @@ def parse_ss(text):
 
 def unit_pids(host, unit):
     """Every pid in a unit's cgroup (unified or hybrid hierarchy), without ps or pgrep on the host."""
-    cgroup = host.ssh("systemctl", "show", "-p", "ControlGroup", "--value", unit).strip()
+    cgroup = host.ssh(["systemctl", "show", "-p", "ControlGroup", "--value", unit]).stdout.strip()
     assert cgroup, "%s has no control group on %s" % (unit, host.name)
     for mount in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/systemd"):
-        pids = host.ssh("cat", mount + cgroup + "/cgroup.procs", check=False).split()
+        pids = host.ssh(["cat", mount + cgroup + "/cgroup.procs"], check=False).stdout.split()
         if pids:
             return sorted(int(pid) for pid in pids)
     raise AssertionError("no cgroup.procs for %s on %s" % (unit, host.name))
@@ -78,7 +78,7 @@ def test_matches_ss_exactly(lab_host):
     assert result["changed"] is False
     assert result["scan"]["complete"] is True
     assert result["ansible_facts"]["portcullis_listeners"] == result["listeners"]
-    reference = parse_ss(lab_host.ssh("ss", "-H", "-lntup"))
+    reference = parse_ss(lab_host.ssh("ss -H -lntup").stdout)
     assert from_module(result["listeners"]) == reference
 
 
@@ -111,22 +111,22 @@ def test_lab_rogue_listeners_with_process_user_and_unit(lab_host):
 @pytest.fixture
 def hard_cases(lab_host):
     unit = "portcullis-it-%s" % uuid.uuid4().hex[:10]
-    lab_host.ssh("systemd-run", "--unit", unit, "--property", "RuntimeMaxSec=600",
-                 "/usr/bin/python3", "-c", HARD_CASES)
+    lab_host.ssh(["systemd-run", "--unit", unit, "--property", "RuntimeMaxSec=600", "/usr/bin/python3", "-c",
+                  HARD_CASES])
     for _attempt in range(60):
-        if ":7002" in lab_host.ssh("ss", "-H", "-lnu"):
+        if ":7002" in lab_host.ssh("ss -H -lnu").stdout:
             break
-        lab_host.ssh("sleep", "0.5")
+        lab_host.ssh("sleep 0.5")
     else:
         raise AssertionError("the hard-case listeners did not start on %s" % lab_host.name)
     yield unit
-    lab_host.ssh("systemctl", "stop", unit + ".service", check=False)
+    lab_host.ssh(["systemctl", "stop", unit + ".service"], check=False)
 
 
 def test_hard_cases_match_ss(lab_host, hard_cases):
     result = lab_host.module("portcullis.hardening.listening_ports")
     found = from_module(result["listeners"])
-    assert found == parse_ss(lab_host.ssh("ss", "-H", "-lntup"))
+    assert found == parse_ss(lab_host.ssh("ss -H -lntup").stdout)
     by_key = {(item["protocol"], item["address"], item["port"]): item for item in result["listeners"]}
     mapped = by_key[("tcp", "::ffff:127.0.0.1", 7001)]
     assert (mapped["family"], mapped["loopback"], mapped["wildcard"]) == ("ipv6", True, False)

@@ -37,20 +37,20 @@ def tcp_state(address, port):
 
 def unit_state(lab_host):
     """The unit file, where the web server listens, and what Portcullis left in its state directory."""
-    return lab_host.ssh("sh", "-c", "sha256sum %s; ss -H -ltn 'sport = :8080 or sport = :8081' | awk '{print $4}' "
-                        "| sort; ls /var/lib/portcullis 2>/dev/null | grep -v firewall.json || true" % UNIT_FILE)
+    return lab_host.ssh("sha256sum %s; ss -H -ltn 'sport = :8080 or sport = :8081' | awk '{print $4}' | sort; "
+                        "ls /var/lib/portcullis 2>/dev/null | grep -v firewall.json || true" % UNIT_FILE).stdout
 
 
 @pytest.fixture
 def web(lab_host):
     """The web server on 8080 before the test, and again after it (the unit file as the lab wrote it)."""
-    original = lab_host.ssh("cat", UNIT_FILE)
+    original = lab_host.ssh(["cat", UNIT_FILE]).stdout
     assert (EXEC_START % 8080) in original
     yield lab_host
-    if lab_host.ssh("cat", UNIT_FILE) != original:
-        lab_host.ssh("sh", "-c", "sed -i 's/--port [0-9]* --workers/--port 8080 --workers/' %s && systemctl "
-                     "daemon-reload && systemctl restart %s" % (UNIT_FILE, UNIT))
-    assert lab_host.ssh("cat", UNIT_FILE) == original
+    if lab_host.ssh(["cat", UNIT_FILE]).stdout != original:
+        lab_host.ssh("sed -i 's/--port [0-9]* --workers/--port 8080 --workers/' %s && systemctl daemon-reload && "
+                     "systemctl restart %s" % (UNIT_FILE, UNIT))
+    assert lab_host.ssh(["cat", UNIT_FILE]).stdout == original
 
 
 def test_check_mode_shows_the_edit_and_changes_nothing(web):
@@ -63,7 +63,7 @@ def test_check_mode_shows_the_edit_and_changes_nothing(web):
 
 
 def test_moves_the_web_server_and_back(web):
-    address = web.hostvars["ansible_host"]
+    address = web.address
     result = web.module("portcullis.hardening.service_port", move_args(8081))
     assert result.get("changed") and not result.get("failed"), result.get("msg")
     assert result["steps"] == ["plan", "apply", "probe %s port 8081 from the controller: open" % address, "commit"]
@@ -78,13 +78,13 @@ def test_moves_the_web_server_and_back(web):
 
 def test_new_port_blocked_by_an_existing_rule_rolls_back(web):
     before = unit_state(web)
-    web.ssh("sh", "-c", "nft add table inet portcullis_test_blocker && nft add chain inet portcullis_test_blocker "
-            "input '{ type filter hook input priority -10; }' && nft add rule inet portcullis_test_blocker input "
+    web.ssh("nft add table inet portcullis_test_blocker && nft add chain inet portcullis_test_blocker input "
+            "'{ type filter hook input priority -10; }' && nft add rule inet portcullis_test_blocker input "
             "tcp dport 8081 drop")
     try:
         result = web.module("portcullis.hardening.service_port", move_args(8081))
     finally:
-        web.ssh("nft", "delete", "table", "inet", "portcullis_test_blocker")
+        web.ssh("nft delete table inet portcullis_test_blocker")
     assert result["failed"] and result["failed_step"] == "probe" and result["rolled_back"]
     assert "got filtered, not open" in result["msg"]
     assert "The previous configuration was restored (%s listens on 0.0.0.0:8080 again)" % UNIT in result["msg"]

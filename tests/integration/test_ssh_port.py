@@ -9,7 +9,7 @@ re-run whose inventory still says 22 changes nothing, and the host is moved back
 port taken by another process, blocked by a rule that was there before, and an sshd configuration that
 fails `sshd -t`; each must end with the host reachable on 22, its configuration as it was and a message
 that says what went wrong. Every reachability check is a new SSH connection (ControlMaster=no); the
-playbooks run with fresh connections too (conftest.run_play).
+playbooks run with fresh connections too (harness.run_play).
 
 This module runs last in the suite (file order) and puts each host back as it found it, through
 `podman exec` by container id when SSH no longer answers.
@@ -17,13 +17,11 @@ This module runs last in the suite (file order) and puts each host back as it fo
 
 from __future__ import annotations
 
-import os
 import shlex
-import subprocess
 
 import pytest
 
-from conftest import FRESH_SSH, LAB_DIR, run_play
+from harness import run_play
 
 NEW_PORT = 2222
 SSH_FILES = "/etc/ssh/sshd_config /etc/ssh/sshd_config.d /etc/systemd/system/ssh.socket.d /var/lib/portcullis"
@@ -43,14 +41,7 @@ RESTORE = ("rm -f /etc/ssh/sshd_config.d/portcullis-ssh-port.conf /etc/ssh/sshd_
 
 def ssh_on(lab_host, port, command, ipv6=False, check=True):
     """A command over a new SSH connection to `port` (IPv4 address, or the IPv6 one)."""
-    argv = (["ssh", "-F", os.path.join(lab_host.lab_dir, "ssh_config")] + FRESH_SSH.split()
-            + ["-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-p", str(port),
-               lab_host.name + ("-v6" if ipv6 else ""), "--", command])
-    completed = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
-    if check and completed.returncode != 0:
-        raise AssertionError("ssh -p %d %s %r failed (rc=%d): %s" % (port, lab_host.name, command,
-                                                                     completed.returncode, completed.stderr))
-    return completed
+    return lab_host.ssh(command, check=check, timeout=60, ipv6=ipv6, port=port, connect_timeout=5)
 
 
 def answers(lab_host, port, ipv6=False):
@@ -92,9 +83,7 @@ def on_22(lab_host):
 
 
 def restore(lab_host):
-    subprocess.run(["podman", "exec", lab_host.hostvars["portcullis_lab_container_id"], "sh", "-c", RESTORE],
-                   capture_output=True, text=True, timeout=120, check=False,
-                   env=dict(os.environ, CONTAINERS_CONF=os.path.join(LAB_DIR, "containers.conf")))
+    lab_host.console(RESTORE, check=False)
 
 
 def test_check_mode_plans_the_move_and_changes_nothing(on_22):
@@ -172,11 +161,11 @@ def test_port_taken_by_another_process_is_refused_before_any_change(on_22):
 
 
 def test_new_port_already_taken_is_refused(on_22):
-    ssh_on(on_22, 22, "systemd-run --quiet --collect --unit portcullis-test-squatter python3 -c %s && for _ in $(seq 40); do "
-           "ss -H -ltn 'sport = :%d' | grep -q . && exit 0; sleep 0.25; done; exit 1" % (shlex.quote(
-               "import socket, time; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
-               "s.bind(('0.0.0.0', %d)); s.listen(); time.sleep(600)"
-               % NEW_PORT), NEW_PORT))
+    squatter = shlex.quote("import socket, time; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, "
+                           "socket.SO_REUSEADDR, 1); s.bind(('0.0.0.0', %d)); s.listen(); time.sleep(600)" % NEW_PORT)
+    ssh_on(on_22, 22, "systemd-run --quiet --collect --unit portcullis-test-squatter python3 -c %s && for _ in "
+           "$(seq 40); do ss -H -ltn 'sport = :%d' | grep -q . && exit 0; sleep 0.25; done; exit 1"
+           % (squatter, NEW_PORT))
     try:
         failed = _failed_move(on_22)
         assert failed["failed_step"] == "plan"
