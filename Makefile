@@ -149,8 +149,8 @@ units: collection sarif-schema
 
 integration: collection
 	$(LAB) --state-dir $(TEST_LAB_DIR) up
-	cd $(INSTALLED) && PORTCULLIS_LAB_DIR=$(TEST_LAB_DIR) PYTEST=$(BIN)/pytest PYTHONPATH=$(COLLECTIONS) \
-	  $(abspath tools/run-pytest) -p no:cacheprovider tests/integration
+	cd $(INSTALLED) && PORTCULLIS_LAB_DIR=$(TEST_LAB_DIR) PORTCULLIS_TARBALL=$(abspath $(TARBALL)) \
+	  PYTEST=$(BIN)/pytest PYTHONPATH=$(COLLECTIONS) $(abspath tools/run-pytest) -p no:cacheprovider tests/integration
 
 molecule: collection
 	cd $(INSTALLED)/extensions && PATH=$(BIN):$$PATH $(BIN)/molecule test --all

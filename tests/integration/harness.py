@@ -124,8 +124,8 @@ def in_background(function, *args, **kwargs):
 
 def ansible_env(**extra):
     """Environment for ansible commands: fresh SSH connections, the lab's host keys checked."""
-    return dict(os.environ, ANSIBLE_SSH_ARGS=FRESH_SSH, ANSIBLE_HOST_KEY_CHECKING="True",
-                ANSIBLE_CALLBACK_RESULT_FORMAT="json", **extra)
+    return dict(os.environ, **dict({"ANSIBLE_SSH_ARGS": FRESH_SSH, "ANSIBLE_HOST_KEY_CHECKING": "True",
+                                    "ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}, **extra))
 
 
 def collections_path():
