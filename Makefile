@@ -153,14 +153,14 @@ integration: collection
 	  PYTEST=$(BIN)/pytest PYTHONPATH=$(COLLECTIONS) $(abspath tools/run-pytest) -p no:cacheprovider tests/integration
 
 molecule: collection
-	cd $(INSTALLED)/extensions && PATH=$(BIN):$$PATH $(BIN)/molecule test --all
+	cd $(INSTALLED)/extensions && PATH=$(BIN):$$PATH $(BIN)/molecule --base-config molecule/config.yml test --all
 
 test-lab-down:
 	@if [ -x $(BIN)/python ]; then $(LAB) --state-dir $(TEST_LAB_DIR) down; fi
 
 # Remove the hosts of an interrupted Molecule run (each scenario's destroy removes them by container id).
 molecule-down:
-	@if [ -d $(INSTALLED)/extensions ]; then cd $(INSTALLED)/extensions && $(BIN)/molecule destroy --all; fi
+	@if [ -d $(INSTALLED)/extensions ]; then cd $(INSTALLED)/extensions && $(BIN)/molecule --base-config molecule/config.yml destroy --all; fi
 
 clean: lab-down test-lab-down molecule-down
 	rm -rf build reports

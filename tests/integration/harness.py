@@ -104,6 +104,22 @@ def probe(address, protocol, port):
     return "silent"
 
 
+def ss_sockets(text):
+    """{(protocol, family, address, port)} of every socket in `ss -H -lntu` output: a bound device dropped
+    (127.0.0.53%lo, [fe80::1]%eth0), and * (an IPv6 socket bound to :: that accepts IPv4 too) as ::."""
+    sockets = set()
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields:
+            continue
+        address, port = fields[4].rsplit(":", 1)
+        address = address.split("%", 1)[0].strip("[]")
+        if address == "*":
+            address = "::"
+        sockets.add((fields[0], "ipv6" if ":" in address else "ipv4", address, int(port)))
+    return sockets
+
+
 def wait_for(condition, seconds, what):
     deadline = time.monotonic() + seconds
     while not condition():

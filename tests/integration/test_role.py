@@ -74,8 +74,9 @@ def test_a_new_user_runs_the_installed_role_in_check_mode(lab_hosts, tmp_path):
     # long lines).
     flat = " ".join(output.split())
     assert flat.count("NOT compliant: ") == len(lab_hosts)
-    assert flat.count("services: would stop portcullis-rogue-v6.service, portcullis-rogue-udp.service "
-                        "(set portcullis_stop_unlisted to stop them)") == len(lab_hosts), output[-4000:]
+    would_stop = ("services: would stop portcullis-rogue-v6.service, portcullis-rogue-udp.service (set "
+                  "portcullis_stop_unlisted to stop them)")
+    assert flat.count(would_stop) == len(lab_hosts), output[-4000:]
     report = json.loads((tmp_path / "reports" / "portcullis-report.json").read_text())
     assert sorted(report["hosts"]) == sorted(host.name for host in lab_hosts)
     assert all(entry["status"] == "noncompliant" for entry in report["hosts"].values())

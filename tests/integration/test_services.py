@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-from harness import BLOCK_NEW_SSH, STATE_DIR, in_background, own_lab, probe, stop_masters, wait_for
+from harness import BLOCK_NEW_SSH, STATE_DIR, in_background, own_lab, probe, ss_sockets, stop_masters, wait_for
 
 ALLOW = [{"port": 22, "comment": "SSH"}, {"port": 8080, "comment": "web"}]
 WEB, UDP, V6, LOOPBACK = ("portcullis-rogue-%s.service" % name for name in ("web", "udp", "v6", "loopback"))
@@ -94,8 +94,7 @@ def units(host, names, console=False):
 
 def listening(host):
     """{(protocol, port)} of every listening socket on the host, as ss lists them."""
-    return {(line.split()[0], int(line.split()[4].rpartition(":")[2]))
-            for line in host.ssh("ss -H -lntu").stdout.splitlines() if line.strip()}
+    return {(protocol, port) for protocol, _family, _address, port in ss_sockets(host.ssh("ss -H -lntu").stdout)}
 
 
 def rogue_state(lab, console=False):

@@ -13,8 +13,15 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import sys
 
 import pytest
+
+# The lab harness the integration tests share: ss_sockets(), from the collection's tests/integration.
+COLLECTION = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "..")
+sys.path.insert(0, os.path.join(COLLECTION, "tests", "integration"))
+from harness import ss_sockets  # noqa: E402  pylint: disable=wrong-import-position
 
 SAVED = "/var/lib/portcullis-test/listening_ports.json"
 # /proc/<pid>/comm of a script started through its #! line is the script's file name, cut to 15 bytes.
@@ -86,16 +93,8 @@ def _proc_argv(host, pid):
 
 def _ss_sockets(host):
     """(protocol, address, port) of every listening TCP and bound UDP socket, as `ss -H -lntu` prints them."""
-    sockets = set()
-    for line in host.check_output("ss -H -lntu").splitlines():
-        fields = line.split()
-        # Local address:port is the 5th column: 0.0.0.0:22, [::]:22, *:22, [fe80::1]%eth0:123, 127.0.0.53%lo:53
-        address, port = fields[4].rsplit(":", 1)
-        address = address.split("%", 1)[0].strip("[]")
-        if address == "*":  # ss prints an IPv6 socket bound to :: that also accepts IPv4 as *
-            address = "::"
-        sockets.add((fields[0], address, int(port)))
-    return sockets
+    return {(protocol, address, port)
+            for protocol, _family, address, port in ss_sockets(host.check_output("ss -H -lntu"))}
 
 
 def test_reached_over_real_ssh(host):
