@@ -94,7 +94,7 @@ def test_audit_finds_exactly_the_rogue_listeners_and_changes_nothing(lab_hosts, 
         assert entry["status"] == "noncompliant" and entry["compliant"] is False
         assert [(f["kind"], f["severity"], f["protocol"], f["address"], f["port"], f["rule"])
                 for f in entry["findings"]] == expected_findings(host)
-        rogue_udp = [f for f in entry["findings"] if f["port"] == 9999][0]
+        rogue_udp = [f for f in entry["findings"] if f["port"] == 9999 and f["kind"] == "unexpected_listener"][0]
         assert [(p["name"], p["unit"]) for p in rogue_udp["processes"]] == [("portcullis-rogu",
                                                                             "portcullis-rogue-udp.service")]
         assert [c["id"] for c in rogue_udp["controls"]] == ["2.1.22", "4.3.8"]
