@@ -23,6 +23,7 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._audit import
 from ansible_collections.portcullis.hardening.plugins.module_utils._host import PortcullisError
 from ansible_collections.portcullis.hardening.plugins.module_utils._procnet import endpoint_text
 from ansible_collections.portcullis.hardening.plugins.module_utils._procscan import unit_from_cgroup
+from ansible_collections.portcullis.hardening.plugins.module_utils._session import MAX_ANCESTORS, parent_pid
 from ansible_collections.portcullis.hardening.plugins.module_utils._systemd import (
     SYSTEMCTL,
     first,
@@ -34,7 +35,6 @@ STOPPABLE_SUFFIXES = (".service", ".socket")
 # Unit file states `systemctl disable` undoes, and `systemctl enable` puts back.
 DISABLEABLE_STATES = ("enabled",)
 UNIT_PROPERTIES = ("Id", "LoadState", "ActiveState", "UnitFileState", "TriggeredBy", "Triggers")
-MAX_ANCESTORS = 32
 
 
 class StopUnlistedError(PortcullisError):
@@ -104,13 +104,11 @@ def management_units(proc_root="/proc", pid=None):
         try:
             with open(os.path.join(proc_root, str(current), "cgroup")) as stream:
                 unit = unit_from_cgroup(stream.read())
-            with open(os.path.join(proc_root, str(current), "stat")) as stream:
-                fields = stream.read().rpartition(")")[2].split()
         except OSError:
             break
         if unit:
             units.add(unit)
-        current = int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
+        current = parent_pid(proc_root, current)
     return units
 
 
