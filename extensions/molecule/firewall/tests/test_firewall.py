@@ -14,18 +14,20 @@ host's own addresses), all probes of a host at once - the allowlist is reachable
 from __future__ import annotations
 
 import concurrent.futures
-import ipaddress
 import json
 import os
-import socket
+import sys
 
 import pytest
 import yaml
 
+# The lab harness the integration tests share: probe(), from the collection's tests/integration.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "..", "tests", "integration"))
+from harness import probe  # noqa: E402  pylint: disable=wrong-import-position
+
 RESULT_DIR = "/var/lib/portcullis-test"
 PERSIST_FILE = "/etc/nftables.d/portcullis.nft"
 INCLUDE_LINE = 'include "%s"' % PERSIST_FILE
-PROBE_TIMEOUT = 3
 
 # (protocol, IP version, port) -> what a new connection from the controller gets: open / refused / filtered
 # for TCP, answered / silent for UDP. prepare.yml checked that tcp 7070 answered before the firewall.
@@ -124,34 +126,6 @@ def test_unallowed_listeners_answer_on_the_host(host, protocol, port):
     assert host.check_output("python3 -c %s", program) == "portcullis-test %s/%d" % (protocol, port)
 
 
-def _probe(address, protocol, port):
-    """A new connection (TCP) or exchange (UDP) from the controller."""
-    family = socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
-    if protocol == "tcp":
-        with socket.socket(family, socket.SOCK_STREAM) as sock:
-            sock.settimeout(PROBE_TIMEOUT)
-            try:
-                sock.connect((address, port))
-            except socket.timeout:
-                return "filtered"
-            except ConnectionRefusedError:
-                return "refused"
-            return "open"
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(PROBE_TIMEOUT)
-        sock.connect((address, port))
-        for _attempt in range(2):  # UDP may lose a datagram
-            try:
-                sock.send(b"portcullis-test probe\n")
-                if sock.recv(2048):
-                    return "answered"
-            except socket.timeout:
-                continue
-            except ConnectionRefusedError:
-                return "refused"
-    return "silent"
-
-
 def _ipv6_address(host):
     """The host's IPv6 address on the lab network, as the lab recorded it, or None (IPv4-only lab)."""
     hostvars = host.ansible.get_variables()
@@ -175,7 +149,7 @@ def reached(host):
     addresses = {4: host.ansible.get_variables()["ansible_host"], 6: _ipv6_address(host)}
     probes = [(protocol, version, port) for protocol, version, port, _expected in REACH if addresses[version]]
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(probes)) as pool:
-        futures = {key: pool.submit(_probe, addresses[key[1]], key[0], key[2]) for key in probes}
+        futures = {key: pool.submit(probe, addresses[key[1]], key[0], key[2]) for key in probes}
         return {key: future.result() for key, future in futures.items()}
 
 
