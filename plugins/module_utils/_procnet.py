@@ -10,6 +10,7 @@ Private to the collection: pure functions, no AnsibleModule, unit-tested on fixt
 from __future__ import annotations
 
 import ipaddress
+import re
 import struct
 
 from ansible_collections.portcullis.hardening.plugins.module_utils._host import PortcullisError
@@ -52,11 +53,11 @@ class Socket:
             self.protocol, self.family, self.address, self.port, self.uid, self.inode)
 
 
-HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+_HEX = re.compile(r"[0-9A-Fa-f]+")
 
 
 def _is_hex(text):
-    return bool(text) and all(character in HEX_DIGITS for character in text)
+    return _HEX.fullmatch(text) is not None
 
 
 def _decimal(text, what):

@@ -19,7 +19,9 @@ description:
   - Processes whose file descriptors cannot be read (another user's processes, without
     privileges) are counted in RV(scan.unreadable_pids) and reported in a warning; their sockets
     are still listed, with an empty or partial RV(listeners[].processes).
-  - Sets the fact C(portcullis_listeners) to the same list as RV(listeners).
+  - With O(as_facts=true), returns the list as the fact C(portcullis_listeners) instead of in
+    RV(listeners). The list is returned once either way, because on a host with thousands of sockets
+    most of the module's time goes into serializing its result.
 author:
   - Portcullis contributors (@portcullis)
 extends_documentation_fragment:
@@ -33,6 +35,7 @@ attributes:
     support: none
   facts:
     support: full
+    details: With O(as_facts=true).
   platform:
     platforms: linux
 options:
@@ -48,6 +51,13 @@ options:
     elements: str
     choices: [ipv4, ipv6]
     default: [ipv4, ipv6]
+  as_facts:
+    description:
+      - Return the listeners as the fact C(portcullis_listeners), for later tasks and the fact cache,
+        instead of in RV(listeners).
+    type: bool
+    default: false
+    version_added: 0.1.0
 notes:
   - An IPv6 socket bound to V(::) may also accept IPv4 connections (dual stack) unless the program
     set C(IPV6_V6ONLY); C(/proc) does not say which, so it is listed once, as RV(listeners[].family=ipv6).
@@ -74,6 +84,7 @@ EXAMPLES = r"""
 
 - name: Gather as facts for later tasks
   portcullis.hardening.listening_ports:
+    as_facts: true
 
 - name: List the systemd units that listen on a non-loopback address
   ansible.builtin.debug:
@@ -85,7 +96,7 @@ EXAMPLES = r"""
 RETURN = r"""
 listeners:
   description: Every listening socket, sorted by protocol, family, port and address.
-  returned: always
+  returned: unless O(as_facts=true)
   type: list
   elements: dict
   contains:
@@ -186,11 +197,11 @@ scan:
       elements: str
 ansible_facts:
   description: Facts set by the module.
-  returned: always
+  returned: when O(as_facts=true)
   type: dict
   contains:
     portcullis_listeners:
-      description: The same list as RV(listeners).
+      description: The list RV(listeners) would be.
       type: list
       elements: dict
 """
@@ -214,12 +225,13 @@ def run(module):
         module.warn("The file descriptors of %d processes could not be read, so their sockets may "
                     "be listed without their processes; run with become to see every owner."
                     % len(found.unreadable_pids))
-    return {
-        "changed": False,
-        "listeners": found.listeners,
-        "scan": found.scan_summary(),
-        "ansible_facts": {"portcullis_listeners": found.listeners},
-    }
+    result = {"changed": False, "scan": found.scan_summary()}
+    # Once, never in both places: serializing the result costs more than discovering it.
+    if module.params["as_facts"]:
+        result["ansible_facts"] = {"portcullis_listeners": found.listeners}
+    else:
+        result["listeners"] = found.listeners
+    return result
 
 
 def main():
@@ -229,6 +241,7 @@ def main():
                           "default": list(PROTOCOLS)},
             "families": {"type": "list", "elements": "str", "choices": list(FAMILIES),
                          "default": list(FAMILIES)},
+            "as_facts": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )

@@ -77,7 +77,7 @@ def test_matches_ss_exactly(lab_host):
     assert not result.get("failed"), result
     assert result["changed"] is False
     assert result["scan"]["complete"] is True
-    assert result["ansible_facts"]["portcullis_listeners"] == result["listeners"]
+    assert "ansible_facts" not in result
     reference = parse_ss(lab_host.ssh("ss -H -lntup").stdout)
     assert from_module(result["listeners"]) == reference
 

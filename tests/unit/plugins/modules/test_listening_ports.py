@@ -33,9 +33,21 @@ def test_bad_options_fail_naming_the_option(capsys, args, words):
         assert word in result["msg"]
 
 
-def test_reads_this_machine_and_sets_the_fact(capsys):
+def test_reads_this_machine_and_returns_the_list_once(capsys):
     code, result = run_module(capsys, {"protocols": ["tcp"], "_ansible_check_mode": True})
     assert code == 0 and result["changed"] is False
-    assert result["ansible_facts"]["portcullis_listeners"] == result["listeners"]
+    assert "ansible_facts" not in result
     assert all(item["protocol"] == "tcp" for item in result["listeners"])
     assert result["scan"]["processes_scanned"] > 0
+
+
+def test_as_facts_returns_the_same_list_as_the_fact_only(capsys):
+    _code, plain = run_module(capsys, {"protocols": ["tcp"], "_ansible_check_mode": True})
+    code, result = run_module(capsys, {"protocols": ["tcp"], "as_facts": True, "_ansible_check_mode": True})
+    assert code == 0 and result["changed"] is False
+    assert "listeners" not in result
+
+    def ports(listeners):
+        return sorted((item["family"], item["address"], item["port"], item["inode"]) for item in listeners)
+    # The test process's own sockets do not change between the two runs.
+    assert ports(result["ansible_facts"]["portcullis_listeners"]) == ports(plain["listeners"])
