@@ -85,3 +85,45 @@ def test_a_new_user_runs_the_installed_role_in_check_mode(lab_hosts, tmp_path):
         assert (tmp_path / "reports" / name).stat().st_size > 0, name
 
     assert {host.name: _state(host) for host in lab_hosts} == before, "a check-mode run changed a host"
+
+
+def test_serial_batches_report_the_fleet_once_against_the_report_before_the_play(lab_hosts, tmp_path):
+    """Under `serial: 1`, every batch rewrites the reports: they list the batches so far (never a host still to
+    come as failed), and every batch compares with the report that was there before the play, not the last batch's."""
+    assert len(lab_hosts) >= 2, "the shared lab has a host per release"
+    names = sorted(host.name for host in lab_hosts)
+    inventory = {"all": {"hosts": {host.name: {key: host.hostvars[key] for key in (
+        "ansible_host", "ansible_user", "ansible_ssh_private_key_file", "ansible_ssh_common_args",
+        "ansible_python_interpreter")} for host in lab_hosts}}}
+    (tmp_path / "inventory.yml").write_text(yaml.safe_dump(inventory))
+    role_vars = {"portcullis_allowlist": ALLOWLIST, "portcullis_move": False, "portcullis_services": False,
+                 "portcullis_report_dir": str(tmp_path / "reports")}
+    env = ansible_env(ANSIBLE_STDOUT_CALLBACK="default", ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    reports = []
+    for serial in (None, 1):  # every host at once, the report before; then one host per batch
+        play = {"name": "Audit", "hosts": "all", "gather_facts": False, **({"serial": serial} if serial else {}),
+                "roles": [{"role": "portcullis.hardening.ports", "vars": role_vars}],
+                "tasks": [{"name": "Keep this batch's JSON report", "run_once": True, "delegate_to": "localhost",
+                           "check_mode": False,
+                           "ansible.builtin.copy": {
+                               "src": str(tmp_path / "reports" / "portcullis-report.json"),
+                               "dest": str(tmp_path) + "/batch-{{ ansible_play_batch | join(',') }}.json",
+                               "mode": "0644"}}]}
+        (tmp_path / "play.yml").write_text(yaml.safe_dump([play], sort_keys=False))
+        completed = subprocess.run(["ansible-playbook", "-i", "inventory.yml", "play.yml", "--check"],
+                                   cwd=str(tmp_path), capture_output=True, text=True, timeout=600, env=env,
+                                   check=False)
+        assert completed.returncode == 0, (completed.stdout + completed.stderr)[-4000:]
+        reports.append(json.loads((tmp_path / "reports" / "portcullis-report.json").read_text()))
+
+    before, after = reports
+    assert sorted(after["hosts"]) == names
+    assert all(entry["status"] != "failed" for entry in after["hosts"].values()), after["hosts"]
+    # The last batch compared with the report of the run before: no host appeared, nothing new.
+    assert after["generated_at"] != before["generated_at"]  # the runs are seconds apart
+    assert after["drift"]["previous_generated_at"] == before["generated_at"]
+    assert after["drift"]["hosts"] == {"appeared": [], "disappeared": []}
+    first_batch = json.loads((tmp_path / ("batch-%s.json" % names[0])).read_text())
+    assert sorted(first_batch["hosts"]) == [names[0]], "a host still to come was reported"
+    assert first_batch["drift"]["previous_generated_at"] == before["generated_at"]
+    assert first_batch["generated_at"] == after["generated_at"]
