@@ -17,12 +17,12 @@ reader's terminal. JSON and SARIF keep the data as it is (json.dumps escapes the
 
 from __future__ import annotations
 
-import copy
 import datetime
 import hashlib
 import json
 import xml.etree.ElementTree as ET
 from collections import Counter
+from collections.abc import Mapping
 from typing import NamedTuple
 from urllib.parse import quote
 
@@ -99,6 +99,27 @@ def _utc_timestamp(generated_at):
     return generated_at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def plain(value):
+    """A copy of value made of JSON's own types (dict, list, str, int, float, bool, None), other values as they are.
+
+    Ansible hands a filter tagged subclasses (a str that carries where it came from): a deep copy copies every tag,
+    which took seconds for two hosts' audits, and no report needs them.
+    """
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, Mapping):
+        return {plain(key): plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    return value
+
+
 def _host_entry(host, result):
     if not isinstance(result, dict):
         raise ValueError("host %s: %r is not an audit result (a mapping)" % (host, result))
@@ -118,8 +139,8 @@ def _host_entry(host, result):
     if not isinstance(compliant, bool):
         raise ValueError("host %s: compliant: %r must be true or false" % (host, compliant))
     return {"status": "compliant" if compliant else "noncompliant", "compliant": compliant, "error": None,
-            "findings": copy.deepcopy(result["findings"]), "listeners": copy.deepcopy(result["listeners"]),
-            "allowlist": copy.deepcopy(result["allowlist"]), "probe": copy.deepcopy(result.get("probe"))}
+            "findings": plain(result["findings"]), "listeners": plain(result["listeners"]),
+            "allowlist": plain(result["allowlist"]), "probe": plain(result.get("probe"))}
 
 
 def build_report(results_by_host, generated_at, tool_version, previous=None):
@@ -234,11 +255,11 @@ def report_drift(previous_report, report):
     appeared, disappeared = _changes(pairs(before, "listeners"), pairs(now, "listeners"), LISTENER_FIELDS)
     return {
         "previous_generated_at": _utc_timestamp(previous_report["generated_at"]),
-        "findings": {"new": [{"host": host, "finding": copy.deepcopy(item)} for host, item in new],
-                     "resolved": [{"host": host, "finding": copy.deepcopy(item)} for host, item in resolved],
+        "findings": {"new": [{"host": host, "finding": plain(item)} for host, item in new],
+                     "resolved": [{"host": host, "finding": plain(item)} for host, item in resolved],
                      "unchanged": len(pairs(now, "findings")) - len(new)},
-        "listeners": {"appeared": [{"host": host, "listener": copy.deepcopy(item)} for host, item in appeared],
-                      "disappeared": [{"host": host, "listener": copy.deepcopy(item)} for host, item in disappeared]},
+        "listeners": {"appeared": [{"host": host, "listener": plain(item)} for host, item in appeared],
+                      "disappeared": [{"host": host, "listener": plain(item)} for host, item in disappeared]},
         "hosts": {"appeared": sorted(set(report["hosts"]) - set(previous_report["hosts"])),
                   "disappeared": sorted(set(previous_report["hosts"]) - set(report["hosts"]), key=str)},
     }

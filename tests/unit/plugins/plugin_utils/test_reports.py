@@ -746,3 +746,31 @@ def test_filter_documents_the_previous_report():
     assert options["previous"]["type"] == "dict" and options["previous"].get("default") is None
     debug = yaml.safe_load(audit_report_plugin.EXAMPLES)[2]["ansible.builtin.debug"]
     assert "previous=" in debug["msg"]
+
+
+def _tag_everything(value, tag):
+    """value as Ansible hands it to a filter: every str and int a tagged subclass."""
+    if isinstance(value, dict):
+        return {key: _tag_everything(item, tag) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_tag_everything(item, tag) for item in value]
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        return tag.tag(value)
+    return value
+
+
+def test_tagged_input_gives_the_same_report_of_plain_types(results):
+    from ansible._internal._datatag._tags import Origin
+
+    tagged = _tag_everything(copy.deepcopy(results), Origin(path="/hostvars"))
+    assert type(tagged[NONCOMPLIANT]["listeners"][0]["address"]) is not str
+    report = build_report(tagged, GENERATED_AT, "0.1.0", previous=build_report(results, PREVIOUS_AT, "0.1.0"))
+    assert report == build_report(results, GENERATED_AT, "0.1.0", previous=build_report(results, PREVIOUS_AT, "0.1.0"))
+
+    def types(value):
+        if isinstance(value, dict):
+            return set().union({type(key) for key in value}, *(types(item) for item in value.values()))
+        if isinstance(value, list):
+            return set().union(*(types(item) for item in value))
+        return {type(value)}
+    assert types(report) <= {dict, list, str, int, float, bool, type(None)}
