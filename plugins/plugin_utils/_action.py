@@ -98,12 +98,15 @@ def on_a_new_connection(connection, function, connect_timeout, port=None):
 
     For SSH: no ControlMaster to reuse, pipelining (one connection, not sftp, then scp, then piped, each
     waiting out the connect timeout) and no reconnection retries, so an answer comes within
-    `connect_timeout`. Returns what `function` returns, or a failed, unreachable result when the
-    connection fails. The connection's options are put back afterwards.
+    `connect_timeout`. The shared master the play's ordinary tasks use is bypassed (ControlPath=none), not
+    stopped: stopping it would make the next task log in again, for no proof. Other connections (paramiko)
+    keep their session in the plugin, so it is dropped before and after. Returns what `function` returns, or
+    a failed, unreachable result when the connection fails. The connection's options are put back afterwards.
     """
-    connection.reset()
+    ssh = connection.transport in SSH_CONNECTIONS
+    _forget_session(connection, ssh)
     fresh = {}
-    if connection.transport in SSH_CONNECTIONS:
+    if ssh:
         fresh = {"ssh_args": fresh_ssh_args(connection.get_option("ssh_args")), "pipelining": True,
                  "reconnection_retries": 0,
                  "timeout": int(connect_timeout)}
@@ -120,6 +123,14 @@ def on_a_new_connection(connection, function, connect_timeout, port=None):
     finally:
         for option, value in saved.items():
             connection.set_option(option, value)
+        _forget_session(connection, ssh)
+
+
+def _forget_session(connection, ssh):
+    """Make the connection plugin connect anew: for SSH, every command is a new ssh process already."""
+    if ssh:
+        connection.close()
+    else:
         connection.reset()
 
 

@@ -25,6 +25,7 @@ from ansible_collections.portcullis.hardening.plugins.modules import firewall, p
 from ansible_collections.portcullis.hardening.plugins.plugin_utils._action import (
     FRESH_SSH_ARGS,
     fresh_ssh_args,
+    on_a_new_connection,
     validated,
 )
 
@@ -77,6 +78,27 @@ def test_a_new_connection_keeps_the_operators_ssh_options_but_never_shares_one(o
     assert args[len(FRESH_SSH_ARGS):].strip() == kept
 
 
+@pytest.mark.parametrize("transport, stops_the_master", [("ssh", False), ("paramiko", True)])
+def test_a_new_connection_bypasses_the_shared_ssh_master_and_puts_the_options_back(transport, stops_the_master):
+    connection = Connection()
+    connection.transport = transport
+    connection.options.update(pipelining=False, reconnection_retries=3, timeout=10)
+    original = dict(connection.options)
+    seen = {}
+
+    def function():
+        seen.update(connection.options)
+        return {"answered": True}
+    assert on_a_new_connection(connection, function, 7, port=2222) == {"answered": True}
+    assert seen["port"] == 2222
+    if transport == "ssh":
+        assert seen["ssh_args"].startswith(FRESH_SSH_ARGS) and seen["timeout"] == 7
+        assert seen["reconnection_retries"] == 0 and seen["pipelining"] is True
+    # ssh -O stop would make the play's next ordinary task log in again: only a session kept in the plugin goes.
+    assert getattr(connection, "resets", 0) == (2 if stops_the_master else 0)
+    assert connection.options == original
+
+
 # --- the action plugins, with their steps stubbed out -------------------------------------------------------------
 
 class Connection:
@@ -95,7 +117,10 @@ class Connection:
         self.options[name] = value
 
     def reset(self):
-        pass
+        self.resets = getattr(self, "resets", 0) + 1
+
+    def close(self):
+        self.closes = getattr(self, "closes", 0) + 1
 
 
 class Host:
