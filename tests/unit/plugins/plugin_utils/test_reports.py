@@ -761,13 +761,14 @@ def _tag_everything(value, tag):
 
 def test_tagged_input_gives_the_same_report_of_plain_types(results):
     from ansible._internal._datatag._tags import Origin
+    from ansible.module_utils._internal._datatag import AnsibleTaggedObject
 
     tagged = _tag_everything(copy.deepcopy(results), Origin(path="/hostvars"))
-    assert type(tagged[NONCOMPLIANT]["listeners"][0]["address"]) is not str
+    assert isinstance(tagged[NONCOMPLIANT]["listeners"][0]["address"], AnsibleTaggedObject)
     report = build_report(tagged, GENERATED_AT, "0.1.0", previous=build_report(results, PREVIOUS_AT, "0.1.0"))
     assert report == build_report(results, GENERATED_AT, "0.1.0", previous=build_report(results, PREVIOUS_AT, "0.1.0"))
 
-    def types(value):
+    def types(value):  # type(), not isinstance(): a tagged str is an instance of str
         if isinstance(value, dict):
             return set().union({type(key) for key in value}, *(types(item) for item in value.values()))
         if isinstance(value, list):
