@@ -33,11 +33,12 @@ export ANSIBLE_FORCE_COLOR ?= $(if $(CI),0,1)
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help deps venv sarif-schema collection demo test sanity units lint changelog-lint security-lint integration molecule \
-        lab lab-down test-lab-down molecule-down clean
+        lab lab-down test-lab-down molecule-down clean bench bench-report
 
 help:
 	@echo "make demo   fresh lab (Debian 12 + 13 hosts over SSH): discover, audit, harden, audit again, show the report"
 	@echo "make test   changelog lint, ansible-lint, ansible-test sanity, unit, integration and Molecule tests"
+	@echo "make bench  benchmarks (discovery at scale, profile, fleet) into bench/results/; make bench-report: plots and docs"
 	@echo "make lab | lab-down | sanity | units | lint | integration | molecule | clean"
 
 # --- set-up -------------------------------------------------------------------------------------
@@ -146,6 +147,8 @@ sanity: collection
 units: collection sarif-schema
 	cd $(INSTALLED) && PYTEST=$(BIN)/pytest PYTHONPATH=$(COLLECTIONS) $(abspath tools/run-pytest) \
 	  -p no:cacheprovider tests/unit
+	@# The benchmarks' pure parts, and docs/performance.md against bench/results/ (bench/ is not in the tarball).
+	cd bench && PYTEST=$(BIN)/pytest $(abspath tools/run-pytest) -p no:cacheprovider tests
 
 integration: collection
 	$(LAB) --state-dir $(TEST_LAB_DIR) up
@@ -161,6 +164,28 @@ test-lab-down:
 # Remove the hosts of an interrupted Molecule run (each scenario's destroy removes them by container id).
 molecule-down:
 	@if [ -d $(INSTALLED)/extensions ]; then cd $(INSTALLED)/extensions && $(BIN)/molecule --base-config molecule/config.yml destroy --all; fi
+
+# --- benchmarks (docs/performance.md): ratios measured side by side in one run, never timed tests ---------------
+
+# The commit before the listening_ports speed-up: the profile's "before".
+BENCH_BEFORE_REF ?= 563d0bc
+BENCH_LAB_DIR ?= $(abspath .lab-bench)
+BENCH_LARGE_FLEET ?= 50
+
+bench: collection
+	$(BIN)/python bench/discovery.py --collections-path $(COLLECTIONS)
+	$(BIN)/python bench/profile_discovery.py --ref $(BENCH_BEFORE_REF) --label before
+	$(BIN)/python bench/profile_discovery.py --ref HEAD --label after
+	$(BIN)/python bench/fleet.py --collections-path $(COLLECTIONS) --lab-dir $(BENCH_LAB_DIR)
+	@# One large audit: 50 containers need about 200 inotify instances (fs.inotify.max_user_instances, often 128);
+	@# fleet.py runs the largest fleet that fits and says so.
+	$(BIN)/python bench/fleet.py --audit-only --sizes $(BENCH_LARGE_FLEET) --collections-path $(COLLECTIONS) \
+	  --lab-dir $(BENCH_LAB_DIR)
+	@echo "Results in bench/results/; make bench-report draws the plots and updates docs/performance.md"
+
+bench-report: venv
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements/bench.txt
+	$(BIN)/python bench/report.py
 
 clean: lab-down test-lab-down molecule-down
 	rm -rf build reports
