@@ -370,6 +370,9 @@ class Connection:
     def reset(self):
         pass
 
+    def close(self):
+        pass
+
 
 TASK_VARS = {"ansible_host": "192.0.2.10", "inventory_hostname": "web1"}
 
