@@ -42,7 +42,9 @@ results = test_reports.results
 sarif_schema = test_reports.sarif_schema
 
 FAILED = "fail-01.example.org"
-EARLY, LATE, PREVIOUS_AT = "2025-06-01T09:00:00Z", "2025-06-01T09:30:00Z", "2025-05-31T09:30:00Z"
+EARLY = "2025-06-01T09:00:00Z"
+LATE = "2025-06-01T09:30:00Z"
+PREVIOUS_AT = "2025-05-31T09:30:00Z"
 FORMATS = ("json", "junit", "sarif", "html", "text")
 
 
