@@ -42,7 +42,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -55,7 +54,7 @@ if BENCH_DIR not in sys.path:
 
 import agreement  # noqa: E402
 import common  # noqa: E402
-from netns import TIME_BIN, BenchError, Holder, Netns, become_subreaper, require_root, timed_run  # noqa: E402
+from netns import TIME_BIN, BenchError, Holder, Netns, become_subreaper, end_on_sigterm, require_root, timed_run  # noqa: E402
 
 REPO = common.REPO
 VENV_BIN = os.path.dirname(sys.executable)
@@ -538,15 +537,11 @@ def parse_args(argv=None):
     return options
 
 
-def _terminate(signum, _frame):
-    raise KeyboardInterrupt("signal %d" % signum)
-
-
 def main(argv=None):
     options = parse_args(argv)
     require_root()
     become_subreaper()
-    signal.signal(signal.SIGTERM, _terminate)  # so the finally blocks delete the namespace and kill the holder
+    end_on_sigterm()
     started = time.monotonic()
     bench = Bench(options)
     sizes = {}

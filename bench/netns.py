@@ -197,6 +197,15 @@ TIME_BIN = "/usr/bin/time"
 PR_SET_CHILD_SUBREAPER = 36
 
 
+def _terminate(signum, _frame):
+    raise KeyboardInterrupt("signal %d" % signum)
+
+
+def end_on_sigterm():
+    """SIGTERM ends the benchmark as Ctrl-C does, so that its finally blocks delete the namespace and kill the holder."""
+    signal.signal(signal.SIGTERM, _terminate)
+
+
 def become_subreaper():
     """Have the processes a run leaves behind reparented to this process instead of init, so end_strays() finds them.
 

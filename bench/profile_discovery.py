@@ -58,7 +58,6 @@ import json  # noqa: E402
 import pstats  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
-import signal  # noqa: E402
 import subprocess  # noqa: E402
 import tarfile  # noqa: E402
 import tempfile  # noqa: E402
@@ -71,7 +70,7 @@ if BENCH_DIR not in sys.path:
 import agreement  # noqa: E402
 import common  # noqa: E402
 import discovery  # noqa: E402
-from netns import BenchError, Holder, Netns, become_subreaper, require_root, timed_run  # noqa: E402
+from netns import BenchError, Holder, Netns, become_subreaper, end_on_sigterm, require_root, timed_run  # noqa: E402
 
 GIT = shutil.which("git") or "/usr/bin/git"
 LABEL = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
@@ -221,15 +220,11 @@ def parse_args(argv=None):
     return options
 
 
-def _terminate(signum, _frame):
-    raise KeyboardInterrupt("signal %d" % signum)
-
-
 def main(argv=None):
     options = parse_args(argv)
     require_root()
     become_subreaper()
-    signal.signal(signal.SIGTERM, _terminate)
+    end_on_sigterm()
     workdir = tempfile.mkdtemp(prefix="portcullis-bench-profile-")
     started = time.monotonic()
     try:

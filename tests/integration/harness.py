@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import glob
 import json
 import os
 import shlex
@@ -152,6 +153,18 @@ def collections_path():
         if entry and os.path.isdir(os.path.join(entry, "ansible_collections", "portcullis", "hardening")):
             return entry
     return None
+
+
+def collection_tarball():
+    """The tarball `make collection` built: $PORTCULLIS_TARBALL (the Makefile sets it), else next to the install."""
+    path = os.environ.get("PORTCULLIS_TARBALL")
+    if not path:
+        found = sorted(glob.glob(os.path.join(collections_path() or ".", "..", "portcullis-hardening-*.tar.gz")))
+        path = found[-1] if found else ""
+    if not os.path.isfile(path):
+        pytest.fail("no collection tarball: set PORTCULLIS_TARBALL to build/portcullis-hardening-*.tar.gz "
+                    "(`make integration` does)", pytrace=False)
+    return path
 
 
 def _json_output(completed, what):

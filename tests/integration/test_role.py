@@ -11,30 +11,15 @@ the play, list the units the services phase would stop, and change nothing.
 
 from __future__ import annotations
 
-import glob
 import json
-import os
 import subprocess
 
-import pytest
 import yaml
 
-from harness import ansible_env, collections_path
+from harness import ansible_env, collection_tarball
 
 ALLOWLIST = [{"port": 22, "process": "sshd", "comment": "SSH"},
              {"port": 8080, "process": "portcullis-rogue", "comment": "the lab's web server"}]
-
-
-def _tarball():
-    """The tarball `make collection` built: $PORTCULLIS_TARBALL (the Makefile sets it), else next to the install."""
-    path = os.environ.get("PORTCULLIS_TARBALL")
-    if not path:
-        found = sorted(glob.glob(os.path.join(collections_path() or ".", "..", "portcullis-hardening-*.tar.gz")))
-        path = found[-1] if found else ""
-    if not os.path.isfile(path):
-        pytest.fail("no collection tarball: set PORTCULLIS_TARBALL to build/portcullis-hardening-*.tar.gz "
-                    "(`make integration` does)", pytrace=False)
-    return path
 
 
 def _state(host):
@@ -46,7 +31,7 @@ def _state(host):
 
 def test_a_new_user_runs_the_installed_role_in_check_mode(lab_hosts, tmp_path):
     collections = tmp_path / "collections"
-    subprocess.run(["ansible-galaxy", "collection", "install", "--no-deps", "-p", str(collections), _tarball()],
+    subprocess.run(["ansible-galaxy", "collection", "install", "--no-deps", "-p", str(collections), collection_tarball()],
                    capture_output=True, text=True, timeout=300, check=True)
     inventory = {"all": {"hosts": {}}}
     for host in lab_hosts:

@@ -30,25 +30,13 @@ import pytest
 import yaml
 from bindep.depends import Depends
 
-from harness import FRESH_SSH, PLAYBOOK_TIMEOUT, collections_path
+from harness import FRESH_SSH, PLAYBOOK_TIMEOUT, collection_tarball, collections_path
 
 # The collection's root: this file is tests/integration/test_scale_out.py in it.
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IDENT = "portcullis-audit"
 REPORTS = ("portcullis-report.json", "portcullis-report.html", "portcullis-report.junit.xml",
            "portcullis-report.sarif", "portcullis-report.txt")
-
-
-def _tarball():
-    """The tarball `make collection` built: $PORTCULLIS_TARBALL (the Makefile sets it), else next to the install."""
-    path = os.environ.get("PORTCULLIS_TARBALL")
-    if not path:
-        found = sorted(glob.glob(os.path.join(collections_path() or ".", "..", "portcullis-hardening-*.tar.gz")))
-        path = found[-1] if found else ""
-    if not os.path.isfile(path):
-        pytest.fail("no collection tarball: set PORTCULLIS_TARBALL to build/portcullis-hardening-*.tar.gz "
-                    "(`make integration` does)", pytrace=False)
-    return path
 
 
 def _version():
@@ -78,7 +66,7 @@ def _requirement_lines(path):
 
 
 def test_ansible_builder_create_renders_the_execution_environment(tmp_path):
-    tarball, version = _tarball(), _version()
+    tarball, version = collection_tarball(), _version()
     name = "portcullis-hardening-%s.tar.gz" % version
     assert os.path.basename(tarball) == name, "the tarball is not of the version the collection says"
     # The definition shipped in the collection, next to the tarball where `make collection` puts it (build/).
