@@ -22,7 +22,8 @@ from .util import LabError, file_lock, log, run, tail, warn
 RELEASES = ("bookworm", "trixie")
 VARIANT = "minbase"
 # netbase is required: without /etc/protocols nft cannot resolve "ipv6-icmp".
-INCLUDE = ("openssh-server", "python3", "iproute2", "nftables", "sudo", "systemd-sysv", "netbase")
+# iptables (iptables-nft) lets portcullis-lab-publish write the rules dockerd writes, with dockerd's tool.
+INCLUDE = ("openssh-server", "python3", "iproute2", "nftables", "sudo", "systemd-sysv", "netbase", "iptables")
 RECIPE_LABEL = "portcullis.recipe"
 ROGUE_UNITS = tuple("portcullis-rogue-%s.service" % name for name in ("web", "udp", "v6", "loopback"))
 IMPORT_CHANGES = ('CMD ["/lib/systemd/systemd"]',)
