@@ -57,6 +57,17 @@ options:
             15 characters), the program file's name, or its systemd unit (V(nginx), V(sshd), V(ssh.service)).
             Another program on the port is a finding.
         type: str
+      published:
+        description:
+          - V(true) allows the port only on the container path - a port published to a container (C(docker run -p
+            8081:80)) reaches the container by DNAT and the firewall's forward chain - and never as a socket of the
+            host itself - the input chain does not open it, and a host socket on it is a finding.
+          - V(false) (the default) allows both - an entry allows a published port with the same port number,
+            protocol, family and sources as a socket of the host.
+          - Not with O(allowlist[].bind=loopback) nor with O(allowlist[].process).
+        type: bool
+        default: false
+        version_added: 0.1.0
       comment:
         description: Free text carried into the reports.
         type: str
@@ -111,6 +122,17 @@ options:
             15 characters), the program file's name, or its systemd unit (V(nginx), V(sshd), V(ssh.service)).
             Another program on the port is a finding.
         type: str
+      published:
+        description:
+          - V(true) allows the port only on the container path - a port published to a container (C(docker run -p
+            8081:80)) reaches the container by DNAT and the firewall's forward chain - and never as a socket of the
+            host itself - the input chain does not open it, and a host socket on it is a finding.
+          - V(false) (the default) allows both - an entry allows a published port with the same port number,
+            protocol, family and sources as a socket of the host.
+          - Not with O(allow[].bind=loopback) nor with O(allow[].process).
+        type: bool
+        default: false
+        version_added: 0.1.0
       comment:
         description: Free text carried into the reports.
         type: str

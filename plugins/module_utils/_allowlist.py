@@ -17,7 +17,7 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._host import 
 PROTOCOLS = ("tcp", "udp")
 FAMILIES = ("ipv4", "ipv6", "any")
 BINDS = ("any", "loopback")
-FIELDS = ("port", "protocol", "family", "bind", "sources", "process", "comment")
+FIELDS = ("port", "protocol", "family", "bind", "sources", "process", "published", "comment")
 
 # The argument spec of one entry, shared by every module that takes an allowlist (and mirrored by
 # roles/ports/meta/argument_specs.yml; a unit test keeps them equal). Types are checked here loosely
@@ -29,6 +29,7 @@ ENTRY_SPEC = {
     "bind": {"type": "str", "choices": list(BINDS), "default": "any"},
     "sources": {"type": "list", "elements": "str", "default": []},
     "process": {"type": "str"},
+    "published": {"type": "bool", "default": False},
     "comment": {"type": "str"},
 }
 
@@ -44,9 +45,9 @@ class AllowlistError(PortcullisError, ValueError):
 class Rule:
     """One validated allowlist entry."""
 
-    __slots__ = ("index", "low", "high", "protocol", "family", "bind", "sources", "process", "comment")
+    __slots__ = ("index", "low", "high", "protocol", "family", "bind", "sources", "process", "comment", "published")
 
-    def __init__(self, index, low, high, protocol, family, bind, sources, process, comment):
+    def __init__(self, index, low, high, protocol, family, bind, sources, process, comment, published=False):
         self.index = index
         self.low = low
         self.high = high
@@ -56,6 +57,13 @@ class Rule:
         self.sources = sources  # list of ipaddress networks; empty means from anywhere
         self.process = process
         self.comment = comment
+        # Only the container path: a port published to a container (DNAT), never a socket of the host itself.
+        self.published = published
+
+    @property
+    def on_host(self):
+        """Whether the entry allows a socket of the host (every entry but a published-only one)."""
+        return not self.published
 
     @property
     def port(self):
@@ -92,19 +100,20 @@ class Rule:
     def identity(self):
         """What makes two entries the same rule (the comment does not)."""
         return (self.low, self.high, self.protocol, self.family, self.bind,
-                tuple(sorted(str(network) for network in self.sources)), self.process)
+                tuple(sorted(str(network) for network in self.sources)), self.process, self.published)
 
     def describe(self):
         where = "loopback only" if self.bind == "loopback" else (
             "from " + ", ".join(str(network) for network in self.sources) if self.sources else "from anywhere")
         family = "" if self.family == "any" else " " + self.family
         process = " for " + self.process if self.process else ""
-        return "%s/%s%s %s%s" % (self.protocol, self.port, family, where, process)
+        published = " (published container port only)" if self.published else ""
+        return "%s/%s%s %s%s%s" % (self.protocol, self.port, family, where, process, published)
 
     def as_dict(self):
         return {"index": self.index, "port": self.port, "protocol": self.protocol, "family": self.family,
                 "bind": self.bind, "sources": [str(network) for network in self.sources],
-                "process": self.process, "comment": self.comment}
+                "process": self.process, "published": self.published, "comment": self.comment}
 
 
 def _plain(address):
@@ -113,11 +122,20 @@ def _plain(address):
 
 
 def opens_port(rules, protocol, port):
-    """Whether any entry opens `port` to the network, to some family and source at least.
+    """Whether any entry opens `port` of the host to the network, to some family and source at least.
 
-    Loopback-only entries open nothing. Whether the entries open it to a given client: management_gap().
+    Loopback-only and published-only entries open nothing on the host. Whether the entries open it to a given
+    client: management_gap().
     """
-    return any(rule.protocol == protocol and rule.covers_port(port) and rule.bind == "any" for rule in rules)
+    return any(rule.protocol == protocol and rule.covers_port(port) and rule.bind == "any" and rule.on_host
+               for rule in rules)
+
+
+def covering_published(rules, protocol, family, low, high):
+    """The entries that allow a published container port (every port of LOW-HIGH) for `family`: any entry of the
+    protocol that is not loopback-only, published-only or not. Sources narrow who gets in, not whether."""
+    return [rule for rule in rules if rule.protocol == protocol and rule.bind == "any" and rule.covers_family(family)
+            and rule.low <= low and high <= rule.high]
 
 
 _FAMILY_NAMES = {"ipv4": "IPv4", "ipv6": "IPv6"}
@@ -179,7 +197,7 @@ def management_gap(rules, port, family=None, source=None, protocol="tcp", name="
     if address is not None and address.is_loopback:
         return None
     what = "%d/%s" % (port, protocol)
-    candidates = [rule for rule in rules if rule.protocol == protocol and rule.covers_port(port)]
+    candidates = [rule for rule in rules if rule.protocol == protocol and rule.covers_port(port) and rule.on_host]
     if not candidates:
         return "no %s entry opens %s" % (name, what)
     for needed in families:
@@ -281,9 +299,18 @@ def parse_entry(index, entry):
         value = entry.get(field)
         if value is not None and (not isinstance(value, str) or not value.strip()):
             _fail(index, field, value, "must be a non-empty text")
+    published = entry.get("published")
+    if published is not None and not isinstance(published, bool):
+        _fail(index, "published", published, "must be true or false")
+    if published and bind == "loopback":
+        _fail(index, "published", published, "contradicts bind: loopback (a published port is reached from the "
+              "network; publish it on 127.0.0.1 instead and leave published out)")
+    if published and entry.get("process") is not None:
+        _fail(index, "process", entry["process"], "cannot be checked for a published container port (no socket of "
+              "the host serves it); leave process out or published: false")
     process = entry.get("process")
     return Rule(index, low, high, protocol, family, bind, sources,
-                process.strip() if process else None, entry.get("comment"))
+                process.strip() if process else None, entry.get("comment"), bool(published))
 
 
 def parse_allowlist(entries, name="allowlist"):

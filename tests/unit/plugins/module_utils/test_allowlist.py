@@ -10,6 +10,7 @@ import pytest
 
 from ansible_collections.portcullis.hardening.plugins.module_utils._allowlist import (
     AllowlistError,
+    covering_published,
     management_gap,
     opens_port,
     parse_allowlist,
@@ -25,13 +26,13 @@ def test_defaults_and_normal_form():
     ])
     assert [rule.as_dict() for rule in rules] == [
         {"index": 0, "port": 22, "protocol": "tcp", "family": "any", "bind": "any", "sources": [],
-         "process": None, "comment": None},
+         "process": None, "published": False, "comment": None},
         {"index": 1, "port": "8000-8100", "protocol": "udp", "family": "ipv6", "bind": "any",
-         "sources": ["2001:db8::/32"], "process": None, "comment": "x"},
+         "sources": ["2001:db8::/32"], "process": None, "published": False, "comment": "x"},
         {"index": 2, "port": 5432, "protocol": "tcp", "family": "any", "bind": "loopback", "sources": [],
-         "process": "postgres", "comment": None},
+         "process": "postgres", "published": False, "comment": None},
         {"index": 3, "port": 443, "protocol": "tcp", "family": "any", "bind": "any", "sources": [],
-         "process": None, "comment": None},
+         "process": None, "published": False, "comment": None},
     ]
     assert rules[1].covers_port(8050) and not rules[1].covers_port(8101)
     assert rules[1].describe() == "udp/8000-8100 ipv6 from 2001:db8::/32"
@@ -252,3 +253,70 @@ def test_management_gap_refuses_what_it_cannot_read(family, source, message):
     with pytest.raises(AllowlistError) as error:
         management_gap([], 22, family, source)
     assert str(error.value) == message
+
+
+# --- published: the container path ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("entry, message", [
+    ({"port": 8081, "published": "yes"}, "allow[1].published: 'yes' must be true or false"),
+    ({"port": 8081, "published": 1}, "allow[1].published: 1 must be true or false"),
+    ({"port": 8081, "published": True, "bind": "loopback"},
+     "allow[1].published: True contradicts bind: loopback (a published port is reached from the network; publish it "
+     "on 127.0.0.1 instead and leave published out)"),
+    ({"port": 8081, "published": True, "process": "docker-proxy"},
+     "allow[1].process: 'docker-proxy' cannot be checked for a published container port (no socket of the host "
+     "serves it); leave process out or published: false"),
+])
+def test_published_errors_name_the_field_and_value(entry, message):
+    with pytest.raises(AllowlistError) as error:
+        parse_allowlist([{"port": 22}, entry], name="allow")
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize("entry", [
+    {"port": 8081, "published": False, "bind": "loopback"},
+    {"port": 8081, "published": False, "process": "nginx"},
+    {"port": 8081, "published": None},
+])
+def test_published_false_or_null_takes_every_other_field(entry):
+    rule = parse_allowlist([entry])[0]
+    assert rule.published is False and rule.on_host is True
+
+
+def test_a_published_only_entry_is_not_on_the_host():
+    plain, published = parse_allowlist([{"port": 8081}, {"port": 8081, "published": True, "comment": "web"}])
+    assert (plain.on_host, published.on_host) == (True, False)
+    assert published.as_dict()["published"] is True
+    assert published.describe() == "tcp/8081 from anywhere (published container port only)"
+    assert plain.identity() != published.identity()  # not duplicates of each other
+
+
+@pytest.mark.parametrize("protocol, family, low, high, expected", [
+    ("tcp", "ipv4", 8081, 8081, [0, 3]),
+    ("tcp", "ipv6", 8081, 8081, [0]),  # allow[3] is IPv4 only
+    ("tcp", "ipv4", 9000, 9010, [1]),  # the whole range of the published port, published-only or not
+    ("tcp", "ipv4", 9005, 9005, [1]),
+    ("tcp", "ipv4", 8990, 9005, []),  # partly outside every entry
+    ("udp", "ipv4", 5300, 5300, []),  # allow[2] is loopback only: it allows no published port
+    ("udp", "ipv4", 8081, 8081, []),
+])
+def test_covering_published(protocol, family, low, high, expected):
+    rules = parse_allowlist([
+        {"port": 8081},
+        {"port": "9000-9010", "published": True, "sources": ["10.0.0.0/8"]},
+        {"port": 5300, "protocol": "udp", "bind": "loopback"},
+        {"port": "8000-8100", "family": "ipv4", "sources": ["192.0.2.0/24"]},
+    ])
+    assert [rule.index for rule in covering_published(rules, protocol, family, low, high)] == expected
+
+
+def test_opens_port_and_management_gap_ignore_published_only_entries():
+    rules = parse_allowlist([{"port": 22, "published": True}, {"port": 8081, "published": True}, {"port": 443}],
+                            name="allow")
+    assert not opens_port(rules, "tcp", 22) and not opens_port(rules, "tcp", 8081)
+    assert opens_port(rules, "tcp", 443)
+    assert management_gap(rules, 22, "ipv4", "192.0.2.10") == "no allow entry opens 22/tcp"
+    both = parse_allowlist([{"port": 22, "published": True}, {"port": 22, "sources": ["192.0.2.0/24"]}])
+    assert management_gap(both, 22, "ipv4", "192.0.2.10") is None
+    assert management_gap(both, 22, "ipv4", "198.51.100.7") == (
+        "allow[1] opens 22/tcp only from 192.0.2.0/24, which does not include the controller's address 198.51.100.7")
