@@ -22,6 +22,7 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._procnet impo
     parse_if_inet6,
     parse_table,
 )
+from ansible_collections.portcullis.hardening.plugins.module_utils._published import link_proxies, read_published
 from ansible_collections.portcullis.hardening.plugins.module_utils._procscan import (
     describe_process,
     scan_socket_owners,
@@ -29,13 +30,17 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._procscan imp
 
 
 class Discovery:
-    """What discover() found: the listeners, and notes on how complete the view is."""
+    """What discover() found: the listeners, and notes on how complete the view is; discover_with_published()
+    adds the ports published to containers."""
 
     def __init__(self, listeners, processes_scanned, unreadable_pids, missing_tables):
         self.listeners = listeners
         self.processes_scanned = processes_scanned
         self.unreadable_pids = unreadable_pids
         self.missing_tables = missing_tables
+        self.published = []
+        self.published_notes = []
+        self.container_networks = {"ipv4": [], "ipv6": []}
 
     def scan_summary(self):
         return {
@@ -43,6 +48,7 @@ class Discovery:
             "unreadable_pids": self.unreadable_pids,
             "complete": not self.unreadable_pids,
             "missing_tables": self.missing_tables,
+            "published_notes": self.published_notes,
         }
 
 
@@ -118,3 +124,16 @@ def discover(proc_root="/proc", protocols=PROTOCOLS, families=FAMILIES, user_loo
     listeners.sort(key=lambda item: (item["protocol"], item["family"], item["port"],
                                      item["address"], item["inode"]))
     return Discovery(listeners, scan.scanned, scan.unreadable, missing_tables)
+
+
+def discover_with_published(host, include_published=True, **options):
+    """discover(**options), and the ports published to containers read through `host` (_published), with the
+    userland proxies' listeners linked to them (listener["published"])."""
+    found = discover(**options)
+    if include_published:
+        publication = read_published(host, found.listeners)
+        found.published, found.published_notes = publication.ports, publication.notes
+        found.container_networks = publication.container_networks
+    else:
+        link_proxies(found.listeners, [])
+    return found

@@ -19,6 +19,7 @@ from __future__ import annotations
 import fnmatch
 import os
 
+from ansible_collections.portcullis.hardening.plugins.module_utils._published import PROXY_PROGRAMS
 from ansible_collections.portcullis.hardening.plugins.module_utils._audit import audit_listeners
 from ansible_collections.portcullis.hardening.plugins.module_utils._host import PortcullisError
 from ansible_collections.portcullis.hardening.plugins.module_utils._procnet import endpoint_text
@@ -50,8 +51,11 @@ def unlisted(listeners, rules, include_loopback=False):
     findings = {(item["protocol"], item["address"], item["port"]): item
                 for item in audit_listeners(listeners, rules, include_loopback)
                 if item["kind"] == "unexpected_listener" and item["severity"] != "info"}
+    # A userland proxy's socket (docker-proxy) is a published container port: stopping it would stop the container
+    # runtime; the firewall's forward chain closes the port instead.
     return [(listener, findings[(listener["protocol"], listener["address"], listener["port"])])
-            for listener in listeners if (listener["protocol"], listener["address"], listener["port"]) in findings]
+            for listener in listeners if (listener["protocol"], listener["address"], listener["port"]) in findings
+            and not any(process.get("name") in PROXY_PROGRAMS for process in listener.get("processes") or [])]
 
 
 def protected_by(unit, patterns):

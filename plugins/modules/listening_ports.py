@@ -22,6 +22,15 @@ description:
   - With O(as_facts=true), returns the list as the fact C(portcullis_listeners) instead of in
     RV(listeners). The list is returned once either way, because on a host with thousands of sockets
     most of the module's time goes into serializing its result.
+  - Also lists the ports published to containers (RV(published)), which often have no socket on the host
+    - C(docker run -p), C(podman run -p), a Kubernetes hostPort. They are read from the DNAT rules that
+    C(prerouting) reaches - C(nft -j list ruleset) for native nftables tables (podman's netavark), and
+    C(iptables-nft-save) for the tables iptables-nft wrote (Docker), whose DNAT targets C(nft -j) does not
+    print. The owning container comes from Docker's C(config.v2.json) files and netavark's rule comments.
+    Nothing is changed.
+  - A userland proxy's socket (C(docker-proxy), podman's C(conmon) or C(rootlessport)) for a published port is
+    linked to it - RV(listeners[].published) is V(true) and RV(published[].proxy) names the socket - so the port
+    is not counted twice.
 author:
   - Portcullis contributors (@portcullis)
 extends_documentation_fragment:
@@ -57,6 +66,13 @@ options:
         instead of in RV(listeners).
     type: bool
     default: false
+    version_added: 0.1.0
+  include_published:
+    description:
+      - List the ports published to containers (RV(published)). Needs C(nft) on the host (read only); without
+        it RV(published) is empty and RV(scan.published_notes) says why.
+    type: bool
+    default: true
     version_added: 0.1.0
 notes:
   - An IPv6 socket bound to V(::) may also accept IPv4 connections (dual stack) unless the program
@@ -176,6 +192,70 @@ listeners:
     wildcard:
       description: Whether the address is V(0.0.0.0) or V(::) (every address of the host).
       type: bool
+    published:
+      description:
+        - Whether a userland proxy (C(docker-proxy), C(conmon), C(rootlessport)) holds this socket for a port in
+          RV(published). Such a socket is that published port, not a service of its own.
+      type: bool
+      version_added: 0.1.0
+published:
+  description:
+    - The ports published to containers by DNAT in C(prerouting), one per protocol, family, address and port.
+    - Empty when O(include_published=false), or when the ruleset could not be read (RV(scan.published_notes)).
+  returned: always
+  type: list
+  elements: dict
+  version_added: 0.1.0
+  sample:
+    - {"protocol": "tcp", "family": "ipv4", "address": "0.0.0.0", "port": 8081, "wildcard": true,
+       "target_address": "172.17.0.2", "target_port": 80, "table": "ip nat", "chain": "DOCKER",
+       "origin": "iptables-nft", "from_interfaces_except": ["docker0"],
+       "container": {"runtime": "docker", "id": "3f4e...", "name": "web", "image": "nginx:1.27"},
+       "proxy": ["0.0.0.0:8081"]}
+  contains:
+    protocol:
+      description: V(tcp) or V(udp).
+      type: str
+    family:
+      description: V(ipv4) or V(ipv6).
+      type: str
+    address:
+      description:
+        - The published address - the rule's destination address match, or V(0.0.0.0) / V(::) when it takes every
+          local address. A network when the rule matches one (V(10.0.0.0/8)).
+      type: str
+    port:
+      description: The published port, or V("LOW-HIGH") for a range (V("1-65535") when the rule matches no port).
+      type: raw
+    wildcard:
+      description: Whether it is published on every address of the family.
+      type: bool
+    target_address:
+      description: The DNAT target address (the container's).
+      type: str
+    target_port:
+      description: The DNAT target port, or null when the DNAT keeps the port.
+      type: int
+    table:
+      description: The table of the DNAT rule (V(ip nat), V(inet netavark)).
+      type: str
+    chain:
+      description: The chain of the DNAT rule (V(DOCKER), V(nv_..._dnat)).
+      type: str
+    origin:
+      description: V(nft) (read from C(nft -j)) or V(iptables-nft) (read with C(iptables-nft-save)).
+      type: str
+    from_interfaces_except:
+      description: Interfaces the rule does not take traffic from (Docker's own bridge, V(docker0)).
+      type: list
+      elements: str
+    container:
+      description: The owning container (C(runtime), C(id), C(name), C(image)), or null when not known.
+      type: dict
+    proxy:
+      description: The host sockets a userland proxy holds for this port (see RV(listeners[].published)).
+      type: list
+      elements: str
 scan:
   description: How complete the process view was.
   returned: always
@@ -195,6 +275,11 @@ scan:
       description: C(/proc/net) tables that do not exist on the host, such as V(tcp6) where IPv6 is disabled.
       type: list
       elements: str
+    published_notes:
+      description: What could not be read of the published ports (no nft, a DNAT through a map), in words.
+      type: list
+      elements: str
+      version_added: 0.1.0
 ansible_facts:
   description: Facts set by the module.
   returned: when O(as_facts=true)
@@ -204,11 +289,17 @@ ansible_facts:
       description: The list RV(listeners) would be.
       type: list
       elements: dict
+    portcullis_published:
+      description: The list RV(published) would be.
+      type: list
+      elements: dict
+      version_added: 0.1.0
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.portcullis.hardening.plugins.module_utils._listeners import discover
+from ansible_collections.portcullis.hardening.plugins.module_utils._host import Host, PortcullisError
+from ansible_collections.portcullis.hardening.plugins.module_utils._listeners import discover_with_published
 from ansible_collections.portcullis.hardening.plugins.module_utils._procnet import (
     FAMILIES,
     PROTOCOLS,
@@ -220,7 +311,8 @@ def run(module):
         if not module.params[option]:
             raise ValueError("%s must name at least one of: %s" % (
                 option, ", ".join(PROTOCOLS if option == "protocols" else FAMILIES)))
-    found = discover(protocols=module.params["protocols"], families=module.params["families"])
+    found = discover_with_published(Host(module.run_command), module.params["include_published"],
+                                    protocols=module.params["protocols"], families=module.params["families"])
     if found.unreadable_pids:
         module.warn("The file descriptors of %d processes could not be read, so their sockets may "
                     "be listed without their processes; run with become to see every owner."
@@ -228,9 +320,9 @@ def run(module):
     result = {"changed": False, "scan": found.scan_summary()}
     # Once, never in both places: serializing the result costs more than discovering it.
     if module.params["as_facts"]:
-        result["ansible_facts"] = {"portcullis_listeners": found.listeners}
+        result["ansible_facts"] = {"portcullis_listeners": found.listeners, "portcullis_published": found.published}
     else:
-        result["listeners"] = found.listeners
+        result.update(listeners=found.listeners, published=found.published)
     return result
 
 
@@ -242,12 +334,13 @@ def main():
             "families": {"type": "list", "elements": "str", "choices": list(FAMILIES),
                          "default": list(FAMILIES)},
             "as_facts": {"type": "bool", "default": False},
+            "include_published": {"type": "bool", "default": True},
         },
         supports_check_mode=True,
     )
     try:
         result = run(module)
-    except ValueError as exc:  # includes ProcNetFormatError
+    except (PortcullisError, ValueError) as exc:  # includes ProcNetFormatError
         module.fail_json(msg=str(exc))
     module.exit_json(**result)
 

@@ -9,10 +9,15 @@ import sys
 
 import pytest
 
-from ansible_collections.portcullis.hardening.plugins.module_utils._listeners import discover, user_name
+from ansible_collections.portcullis.hardening.plugins.module_utils._listeners import (
+    discover,
+    discover_with_published,
+    user_name,
+)
 from ansible_collections.portcullis.hardening.plugins.module_utils._sshd import sshd_listener
 
 from .fakeproc import FakeProc
+from .test_published import NFT_RULESET, capture_host
 
 pytestmark = pytest.mark.skipif(sys.byteorder != "little", reason="fixtures are little-endian kernel output")
 
@@ -76,7 +81,7 @@ def test_discovers_every_hard_case(host):
     assert link_local["interface"] == "eth0"
     assert all(item["interface"] is None for item in found.listeners if item["port"] != 80)
     assert found.scan_summary() == {"processes_scanned": 9, "unreadable_pids": [], "complete": True,
-                                    "missing_tables": []}
+                                    "missing_tables": [], "published_notes": []}
 
 
 @pytest.mark.parametrize("protocols, families, expected", [
@@ -133,3 +138,48 @@ def test_processes_carry_their_uid_and_executable_so_a_fake_sshd_is_told_apart(t
         (2222, [("sshd", 1000, "/home/mallory/.cache/sshd")]),
     ]
     assert [sshd_listener(item) for item in found.listeners] == [True, False]
+
+
+DOCKER_PROXY_ARGV = ["/usr/bin/docker-proxy", "-proto", "tcp", "-host-ip", "0.0.0.0", "-host-port", "8081",
+                     "-container-ip", "172.17.0.2", "-container-port", "80"]
+
+
+def docker_host(root):
+    """docker-proxy holding 0.0.0.0:8081 for a published port, nginx on 0.0.0.0:80 and 0.0.0.0:8082."""
+    proc = FakeProc(root)
+    proc.socket("tcp", "00000000:1F91", "0A", inode=61)
+    proc.socket("tcp", "00000000:0050", "0A", inode=62)
+    proc.socket("tcp", "00000000:1F92", "0A", inode=63)
+    proc.process(900, "docker-proxy", [61], cgroup="0::/system.slice/docker.service\n", cmdline=DOCKER_PROXY_ARGV)
+    proc.process(901, "nginx", [62, 63])
+    return proc.flush()
+
+
+def test_discover_with_published_links_the_proxies(tmp_path):
+    host, system = capture_host(tmp_path / "host")
+    found = discover_with_published(host, proc_root=docker_host(tmp_path / "proc"), user_lookup=lookup)
+    assert [(item["port"], item["processes"][0]["name"], item["published"]) for item in found.listeners] == [
+        (80, "nginx", False), (8081, "docker-proxy", True), (8082, "nginx", False)]
+    assert [(item["protocol"], item["family"], item["port"], item["container"]["name"] if item["container"] else None)
+            for item in found.published] == [("tcp", "ipv4", 3001, None), ("tcp", "ipv4", 8081, "web"),
+                                             ("tcp", "ipv6", 8081, "web"), ("udp", "ipv4", 5300, "web")]
+    assert found.published[1]["proxy"] == ["0.0.0.0:8081"] and found.published[3]["proxy"] == []
+    assert found.container_networks == {"ipv4": ["10.88.0.0/16", "172.17.0.0/16"], "ipv6": []}
+    assert found.scan_summary()["published_notes"] == [] and system.calls[0] == NFT_RULESET
+
+
+def test_discover_with_published_passes_on_the_notes(tmp_path):
+    host, system = capture_host(tmp_path / "host")
+    system.respond(NFT_RULESET, rc=127, err="nft: not found\n")
+    found = discover_with_published(host, proc_root=docker_host(tmp_path / "proc"), user_lookup=lookup)
+    assert found.published == [] and found.container_networks == {"ipv4": [], "ipv6": []}
+    assert found.scan_summary()["published_notes"] == [
+        "published ports were not read: nft -j list ruleset failed (rc=127): nft: not found"]
+
+
+def test_discover_without_published_reads_no_ruleset(tmp_path):
+    host, system = capture_host(tmp_path / "host")
+    found = discover_with_published(host, False, proc_root=docker_host(tmp_path / "proc"), user_lookup=lookup)
+    assert system.calls == []
+    assert found.published == [] and found.published_notes == []
+    assert [item["published"] for item in found.listeners] == [False, False, False]

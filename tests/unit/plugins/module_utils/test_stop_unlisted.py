@@ -121,6 +121,16 @@ def test_unlisted_is_empty_when_the_allowlist_allows_everything():
     assert unlisted([listener(9999), listener(6379, "127.0.0.1"), listener(53, protocol="udp")], rules, True) == []
 
 
+@pytest.mark.parametrize("name", ["docker-proxy", "conmon", "rootlessport"])
+def test_unlisted_never_takes_a_userland_proxy_of_a_published_port(name):
+    proxy = dict(process(1400, name, "docker.service"), cmdline="/usr/bin/%s -proto tcp -host-ip 0.0.0.0 "
+                 "-host-port 8081 -container-ip 172.17.0.2 -container-port 80" % name)
+    items = [listener(8081, processes=[proxy]),  # no `published` key: unlisted() goes by the process name alone
+             dict(listener(8081, "::", processes=[proxy]), published=True),
+             listener(9999, processes=[process(1000, "x", "x.service")])]
+    assert [(item["port"], item["address"]) for item, _found in unlisted(items, [])] == [(9999, "0.0.0.0")]
+
+
 def test_listener_text_brackets_ipv6():
     assert listener_text(listener(22, "::")) == "tcp [::]:22"
     assert listener_text(listener(53, "192.0.2.1", protocol="udp")) == "udp 192.0.2.1:53"
