@@ -84,7 +84,7 @@ class ActionModule(ActionBase):
             addresses = resolve_addresses(names)
             # probe_max_ports bounds each protocol; both are checked before anything is probed.
             ports = {protocol: probe_ports(result["listeners"], rules, settings["ports"], settings["max_ports"],
-                                           protocol) for protocol in settings["protocols"]}
+                                           protocol, result.get("published") or []) for protocol in settings["protocols"]}
         except ValueError as exc:
             result.update(failed=True, msg=str(exc))
             return result
@@ -92,7 +92,7 @@ class ActionModule(ActionBase):
         probe = {"addresses": addresses, "ports": {}, "udp_ports": {}}
         for protocol, to_probe in ports.items():
             seen = PROBES[protocol](addresses, to_probe, settings["timeout"], settings["concurrency"])
-            findings += probe_findings(result["listeners"], rules, seen, protocol)
+            findings += probe_findings(result["listeners"], rules, seen, protocol, result.get("published") or [])
             probe[RESULT_KEYS[protocol]] = {address: {str(port): state for port, (state, _seen_from) in by_port.items()}
                                             for address, by_port in seen.items()}
         findings = sort_findings(findings)

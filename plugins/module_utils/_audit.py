@@ -13,6 +13,13 @@ from __future__ import annotations
 import ipaddress
 import os
 
+from ansible_collections.portcullis.hardening.plugins.module_utils._allowlist import covering_published
+from ansible_collections.portcullis.hardening.plugins.module_utils._published import (
+    container_text,
+    describe as describe_published,
+    port_range,
+    publish_flag,
+)
 from ansible_collections.portcullis.hardening.plugins.module_utils._procnet import (
     endpoint_text,
     is_loopback,
@@ -37,6 +44,7 @@ KIND_CONTROLS = {
     "reachable_not_allowed": ("4.3.8",) + OPEN_PORT_RULES,
     "listening_but_filtered": ("4.3.8",) + OPEN_PORT_RULES,
     "udp_open_or_filtered": ("4.3.8",) + OPEN_PORT_RULES,
+    "unexpected_published_port": ("2.1.22", "4.3.8"),
 }
 SEVERITIES = ("high", "medium", "low", "info")
 
@@ -97,9 +105,10 @@ def _stop_advice(processes):
 
 
 def _covering_rules(listener, rules):
-    """The entries about this listener's protocol, port and (effective) family."""
+    """The entries about this listener's protocol, port and (effective) family (published-only ones allow no
+    socket of the host)."""
     family = effective_family(listener)
-    return [rule for rule in rules if rule.protocol == listener["protocol"]
+    return [rule for rule in rules if rule.protocol == listener["protocol"] and rule.on_host
             and rule.covers_port(listener["port"]) and rule.covers_family(family)]
 
 
@@ -149,11 +158,45 @@ def _listener_finding(listener, candidates, include_loopback):
     return None
 
 
-def audit_listeners(listeners, rules, include_loopback=False):
-    """Findings for the listeners on the host, and for allowlist entries that nothing uses."""
+def _published_finding(item):
+    """The finding for a published container port that no entry allows."""
+    low, _high = port_range(item)
+    container = item.get("container")
+    if container:
+        who = container_text(container)
+        recreate = "re-create %s without %s" % (who, publish_flag(item))
+    else:
+        who = "the container (or host) at %s" % item["target_address"]
+        recreate = "remove %s from the runtime that publishes %s" % (publish_flag(item), who)
+    loopback = not item["wildcard"] and is_loopback(ipaddress.ip_network(item["address"], strict=False)
+                                                    .network_address)
+    severity = "info" if loopback else "high" if item["wildcard"] else "medium"
+    where = endpoint(item["protocol"], item["address"], item["port"])
+    proxy = "; its userland proxy listens on %s" % ", ".join(item["proxy"]) if item.get("proxy") else ""
+    return finding(
+        "unexpected_published_port", severity, item["protocol"], item["family"], item["address"], item["port"], [],
+        "%s is published to %s by DNAT (%s), %s, but no allowlist entry allows it%s" % (
+            where, who, describe_published(item), "only local clients can connect" if loopback else
+            "reachable without passing the host's input chain", proxy),
+        "If it is not needed, %s; if it is, add {port: %s, protocol: %s, published: true} to the allowlist; until "
+        "then the Portcullis firewall's forward chain drops new connections to it" % (recreate, low, item["protocol"]))
+
+
+def audit_listeners(listeners, rules, include_loopback=False, published=()):
+    """Findings for the listeners on the host, the ports published to containers, and for allowlist entries that
+    nothing uses. A listener that a userland proxy holds for a published port (`published: true`, from
+    _published.link_proxies()) is audited as the published port, not a second time."""
     findings = []
     used = set()
+    for item in published:
+        low, high = port_range(item)
+        candidates = covering_published(rules, item["protocol"], item["family"], low, high)
+        used.update(rule.index for rule in candidates)
+        if not candidates:
+            findings.append(_published_finding(item))
     for listener in listeners:
+        if listener.get("published"):
+            continue
         candidates = _covering_rules(listener, rules)
         used.update(rule.index for rule in candidates)
         result = _listener_finding(listener, candidates, include_loopback)
@@ -193,7 +236,20 @@ PROBE_WORDS = {
 }
 
 
-def probe_findings(listeners, rules, probe, protocol="tcp"):
+def _reaching(rules, protocol, family, port, host_only):
+    """The entries that let a network client reach `port` (a host socket's only with host_only)."""
+    return [rule for rule in rules if rule.protocol == protocol and rule.covers_port(port)
+            and rule.covers_family(family) and rule.bind == "any" and (rule.on_host or not host_only)]
+
+
+def _published_behind(published, protocol, target, port):
+    """The published ports (in words) a connection to `target`:`port` reaches by DNAT, for the probe's explanation."""
+    return [describe_published(item) for item in published if item["protocol"] == protocol
+            and item["family"] == "ipv%d" % target.version and port_range(item)[0] <= port <= port_range(item)[1]
+            and (item["wildcard"] or target in ipaddress.ip_network(item["address"], strict=False))]
+
+
+def probe_findings(listeners, rules, probe, protocol="tcp", published=()):
     """Findings from the controller's view: {address: {port: (state, controller_address)}}.
 
     TCP: state is "open" (a connection was accepted), "closed" (refused) or "filtered" (no answer, or an ICMP
@@ -208,8 +264,7 @@ def probe_findings(listeners, rules, probe, protocol="tcp"):
         for port in sorted(probe[target_text]):
             state, seen_from = probe[target_text][port]
             where = endpoint(protocol, target_text, port)
-            covering = [rule for rule in rules if rule.protocol == protocol and rule.covers_port(port)
-                        and rule.covers_family(family) and rule.bind == "any"]
+            covering = _reaching(rules, protocol, family, port, host_only=True)
             serving = [item for item in listeners if item["port"] == port and _serves(item, target, protocol)[1]]
             processes = []
             for item in serving:  # 0.0.0.0 and [::] sockets of one program: each process once
@@ -219,17 +274,30 @@ def probe_findings(listeners, rules, probe, protocol="tcp"):
                 source = ipaddress.ip_address(seen_from) if seen_from else None
                 if covering and (source is None or any(rule.allows_source(source) for rule in covering)):
                     continue
-                if processes:
+                behind = _published_behind(published, protocol, target, port)
+                if behind:
+                    covering = _reaching(rules, protocol, family, port, host_only=False)
+                    index = covering[0].index if covering else None
+                    if covering and (source is None or any(rule.allows_source(source) for rule in covering)):
+                        continue
+                    where = "%s (published: %s)" % (where, "; ".join(behind))
+                elif processes:
                     where = "%s (%s)" % (where, _who(processes))
                 if covering:
                     message = "%s %s from %s, which allowlist[%d] does not list in its sources" % (
                         where, words["open"], seen_from, index)
                 else:
                     message = "%s %s from the controller, but no allowlist entry allows it" % (where, words["open"])
+                if behind:
+                    remediation = ("Apply the Portcullis firewall (its forward chain drops new connections to published "
+                                   "ports the allowlist does not allow), or stop publishing the port (see the "
+                                   "unexpected_published_port finding)")
+                else:
+                    remediation = ("Apply a default-deny firewall built from the allowlist (only allowed ports and "
+                                   "sources pass); %s" % _stop_advice(processes))
                 findings.append(finding(
                     "reachable_not_allowed", "high", protocol, family, target_text, port, processes, message,
-                    "Apply a default-deny firewall built from the allowlist (only allowed ports and sources "
-                    "pass); %s" % _stop_advice(processes), index, "probe"))
+                    remediation, index, "probe"))
                 continue
             if state == "open|filtered":
                 # Silence proves nothing either way: recorded (info) where something listens, never a violation.
@@ -275,10 +343,16 @@ def is_compliant(findings):
     return all(item["severity"] == "info" for item in findings)
 
 
-def probe_ports(listeners, rules, extra_ports, limit, protocol="tcp"):
-    """Ports of `protocol` worth probing: allowlisted, listening on a network address, and asked for (TCP only)."""
+def probe_ports(listeners, rules, extra_ports, limit, protocol="tcp", published=()):
+    """Ports of `protocol` worth probing: allowlisted, listening on a network address, published to a container
+    on a network address, and asked for (TCP only)."""
     ports = set(extra_ports) if protocol == "tcp" else set()
     ports.update(item["port"] for item in listeners if item["protocol"] == protocol and not item["loopback"])
+    for item in published:
+        low, high = port_range(item)
+        if item["protocol"] == protocol and high - low < limit and (
+                item["wildcard"] or not is_loopback(ipaddress.ip_network(item["address"], strict=False).network_address)):
+            ports.update(range(low, high + 1))
     for rule in rules:
         if rule.protocol == protocol:
             ports.update(range(rule.low, rule.high + 1))

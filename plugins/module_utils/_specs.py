@@ -16,6 +16,7 @@ PORT_AUDIT_SPEC = {
     "allowlist": {"type": "list", "elements": "dict", "options": ENTRY_SPEC, "default": []},
     "listeners": {"type": "list", "elements": "dict"},
     "include_loopback": {"type": "bool", "default": False},
+    "include_published": {"type": "bool", "default": True},
     # Used by the action plugin on the controller; accepted by the module so that it documents one interface.
     "probe": {"type": "bool", "default": True},
     "probe_addresses": {"type": "list", "elements": "str", "default": []},
@@ -36,6 +37,7 @@ FIREWALL_SPEC = {
     "confirm_timeout": {"type": "int", "default": 60},
     "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
     "log_dropped": {"type": "bool", "default": False},
+    "close_published": {"type": "bool", "default": True},
     "confirm": {"type": "str", "no_log": False},
 }
 

@@ -18,11 +18,15 @@ description:
     one address, V(info) on loopback unless O(include_loopback)). V(wider_bind_than_allowed) the allowlist
     allows the port on loopback only but it listens on a network address. V(unexpected_process) the port is
     allowed for another program. V(allowed_not_listening) (V(info)) an entry nothing uses.
+    V(unexpected_published_port) a port published to a container by DNAT (C(docker run -p)) that no entry allows
+    (V(high) on every address, V(medium) on one, V(info) on loopback); its remediation names the container and the
+    C(-p) to change. A userland proxy's socket for a published port (C(docker-proxy)) counts as that port, once.
   - With O(probe) the action plugin then probes, from the controller, the host's TCP ports (allowlisted,
     listening on a network address, and O(probe_ports)) and UDP ports (allowlisted and listening on a network
     address), as O(probe_protocols) says, and adds V(reachable_not_allowed) (a port answers that the allowlist
     does not allow, or not from the controller's address) and V(listening_but_filtered) (a service listens but
-    the controller's connection is refused or dropped, or its datagram rejected with an ICMP error).
+    the controller's connection is refused or dropped, or its datagram rejected with an ICMP error). A port that
+    answers through a DNAT to a container says so, naming the rule and the container.
   - UDP is probed as nmap does it. A reply means open, an ICMP port unreachable closed, and silence (after two
     datagrams) V(open|filtered), which proves nothing either way. Where a UDP service listens, silence gives
     V(udp_open_or_filtered), always V(info).
@@ -62,6 +66,13 @@ options:
         non-compliant, but it is still reported.
     type: bool
     default: false
+  include_published:
+    description:
+      - Read the ports published to containers (the host's DNAT rules, with C(nft) and C(iptables-nft-save), read
+        only) and audit them as M(portcullis.hardening.listening_ports) lists them in its RV(portcullis.hardening.listening_ports#module:published).
+    type: bool
+    default: true
+    version_added: 0.1.0
   probe:
     description:
       - Probe the host's TCP ports from the controller and add what a network client sees to the findings.
@@ -148,7 +159,8 @@ findings:
     kind:
       description: >-
         V(unexpected_listener), V(wider_bind_than_allowed), V(unexpected_process), V(allowed_not_listening),
-        V(reachable_not_allowed), V(listening_but_filtered) or V(udp_open_or_filtered).
+        V(unexpected_published_port), V(reachable_not_allowed), V(listening_but_filtered) or
+        V(udp_open_or_filtered).
       type: str
     severity:
       description: V(high), V(medium), V(low) or V(info).
@@ -190,6 +202,14 @@ listeners:
   returned: success
   type: list
   elements: dict
+published:
+  description:
+    - The ports published to containers, as RV(portcullis.hardening.listening_ports#module:published) lists them;
+      empty with O(include_published=false).
+  returned: success
+  type: list
+  elements: dict
+  version_added: 0.1.0
 allowlist:
   description: The validated allowlist, each entry with its C(index) and defaults filled in.
   returned: success
@@ -224,35 +244,47 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._audit import
     is_compliant,
     normalise_listeners,
 )
-from ansible_collections.portcullis.hardening.plugins.module_utils._listeners import discover
+from ansible_collections.portcullis.hardening.plugins.module_utils._host import Host, PortcullisError
+from ansible_collections.portcullis.hardening.plugins.module_utils._listeners import discover_with_published
+from ansible_collections.portcullis.hardening.plugins.module_utils._published import link_proxies, read_published
 from ansible_collections.portcullis.hardening.plugins.module_utils._specs import PORT_AUDIT_SPEC
 
 ARGUMENT_SPEC = PORT_AUDIT_SPEC
 
 
-def run(params):
+def run(params, host):
     rules = parse_allowlist(params["allowlist"])
+    published, notes = [], []
     if params["listeners"] is None:
-        listeners = discover().listeners
+        found = discover_with_published(host, params["include_published"])
+        listeners, published, notes = found.listeners, found.published, found.published_notes
     else:
         listeners = normalise_listeners(params["listeners"])
-    findings = audit_listeners(listeners, rules, params["include_loopback"])
+        if params["include_published"]:
+            publication = read_published(host, listeners)
+            published, notes = publication.ports, publication.notes
+        else:
+            link_proxies(listeners, [])
+    findings = audit_listeners(listeners, rules, params["include_loopback"], published)
     return {
         "changed": False,
         "compliant": is_compliant(findings),
         "findings": findings,
         "listeners": listeners,
+        "published": published,
         "allowlist": [rule.as_dict() for rule in rules],
         "probe": None,
-    }
+    }, notes
 
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     try:
-        result = run(module.params)
-    except ValueError as exc:  # includes AllowlistError
+        result, notes = run(module.params, Host(module.run_command))
+    except (PortcullisError, ValueError) as exc:  # ValueError includes AllowlistError
         module.fail_json(msg=str(exc))
+    for note in notes:
+        module.warn(note)
     module.exit_json(**result)
 
 

@@ -79,6 +79,12 @@ KINDS = {
         "A UDP service listens on a network address but the controller's datagrams got neither a reply nor an "
         "ICMP port unreachable: a firewall may drop them, or the service ignores the probe. Not proof either "
         "way, so never a violation; check with a client of the service's own protocol."),
+    "unexpected_published_port": Kind(
+        "UnexpectedPublishedPort", "Published container port not in the allowlist",
+        "no unexpected published container ports", "high",
+        "A port is published to a container (docker run -p, podman -p, a hostPort): the host rewrites its "
+        "destination (DNAT) and forwards it to the container, so it bypasses the host's input chain and often has no "
+        "socket on the host. No allowlist entry allows it."),
 }
 KIND_ORDER = tuple(KINDS)
 # JUnit test cases every audited host gets, findings or not: these checks concern no allowlist entry.

@@ -295,3 +295,153 @@ def test_normalise_listeners_fills_the_flags():
     item = normalise_listeners([{"protocol": "tcp", "address": "::ffff:127.0.0.1", "port": "8000"}])[0]
     assert (item["family"], item["loopback"], item["wildcard"], item["port"], item["processes"]) == (
         "ipv6", True, False, 8000, [])
+
+
+# --- ports published to containers ------------------------------------------------------------------------------
+
+WEB_CONTAINER = {"runtime": "docker", "id": "3f4e9a1c" * 8, "name": "web", "image": "nginx:1.27"}
+DOCKER_PROXY = proc("docker-proxy", "docker.service", 900, "/usr/bin/docker-proxy -proto tcp -host-ip 0.0.0.0 "
+                    "-host-port 8081 -container-ip 172.17.0.2 -container-port 80")
+
+
+def published(protocol="tcp", address="0.0.0.0", port=8081, target_port=80, container=WEB_CONTAINER, proxy=()):
+    """A published port as _published.published_ports() returns it."""
+    family = "ipv6" if ":" in address else "ipv4"
+    return {"protocol": protocol, "family": family, "address": address, "port": port,
+            "wildcard": address in ("0.0.0.0", "::"), "target_address": "fd17::2" if family == "ipv6" else "172.17.0.2",
+            "target_port": target_port, "table": "ip6 nat" if family == "ipv6" else "ip nat", "chain": "DOCKER",
+            "origin": "iptables-nft", "from_interfaces_except": ["docker0"], "container": container,
+            "proxy": list(proxy)}
+
+
+def test_unexpected_published_port_severity_by_where_it_is_published():
+    ports = [published(), published(address="192.0.2.10", port=8443, target_port=443),
+             published("udp", "127.0.0.1", 5300, 53)]
+    findings = audit_listeners([], [], published=ports)
+    assert kinds(findings) == [
+        ("unexpected_published_port", "high", "tcp", "0.0.0.0", 8081, None),
+        ("unexpected_published_port", "medium", "tcp", "192.0.2.10", 8443, None),
+        ("unexpected_published_port", "info", "udp", "127.0.0.1", 5300, None),
+    ]
+    assert [item["remediation"].split(";", maxsplit=1)[0] for item in findings] == [
+        "If it is not needed, re-create docker container web without -p 8081:80",
+        "If it is not needed, re-create docker container web without -p 192.0.2.10:8443:443",
+        "If it is not needed, re-create docker container web without -p 127.0.0.1:5300:53/udp",
+    ]
+    assert findings[0]["remediation"].endswith(
+        "if it is, add {port: 8081, protocol: tcp, published: true} to the allowlist; until then the Portcullis "
+        "firewall's forward chain drops new connections to it")
+    assert findings[0]["message"] == (
+        "tcp 0.0.0.0:8081 is published to docker container web by DNAT (tcp 0.0.0.0:8081 -> 172.17.0.2:80 (DNAT in "
+        "ip nat chain DOCKER, docker container web)), reachable without passing the host's input chain, but no "
+        "allowlist entry allows it")
+    assert "only local clients can connect" in findings[2]["message"]
+    assert [control["id"] for control in findings[0]["controls"]] == ["2.1.22", "4.3.8"]
+    assert findings[0]["source"] == "host" and findings[0]["processes"] == []
+    assert is_compliant(findings[2:]) and not is_compliant(findings)
+
+
+def test_unexpected_published_port_of_an_unknown_container_names_its_target():
+    item = published(container=None, proxy=["0.0.0.0:8081"])
+    finding = audit_listeners([], [], published=[item])[0]
+    assert finding["remediation"].startswith(
+        "If it is not needed, remove -p 8081:80 from the runtime that publishes the container (or host) at 172.17.0.2")
+    assert finding["message"].endswith("no allowlist entry allows it; its userland proxy listens on 0.0.0.0:8081")
+
+
+@pytest.mark.parametrize("entry", [{"port": 8081}, {"port": 8081, "published": True}, {"port": "8000-8100"},
+                                   {"port": 8081, "family": "ipv4", "sources": ["10.0.0.0/8"]}])
+def test_an_allowed_published_port_gives_no_finding_and_uses_the_entry(entry):
+    assert audit_listeners([], parse_allowlist([entry]), published=[published()]) == []
+
+
+@pytest.mark.parametrize("entry", [{"port": 8081, "bind": "loopback"}, {"port": 8081, "family": "ipv6"},
+                                   {"port": 8081, "protocol": "udp"}])
+def test_entries_that_do_not_allow_the_published_port(entry):
+    findings = audit_listeners([], parse_allowlist([entry]), published=[published()])
+    assert [item["kind"] for item in findings] == ["unexpected_published_port", "allowed_not_listening"]
+
+
+def test_a_proxied_listener_is_the_published_port_not_an_unexpected_listener():
+    proxied = dict(listener("tcp", "0.0.0.0", 8081, [DOCKER_PROXY]), published=True)
+    ports = [published(proxy=["0.0.0.0:8081"])]
+    assert kinds(audit_listeners([proxied], [], published=ports)) == [
+        ("unexpected_published_port", "high", "tcp", "0.0.0.0", 8081, None)]
+    assert audit_listeners([proxied], parse_allowlist([{"port": 8081, "published": True}]), published=ports) == []
+
+
+def test_a_published_only_entry_does_not_allow_a_host_socket():
+    nginx = listener("tcp", "0.0.0.0", 8081, [proc("nginx", "nginx.service")])
+    findings = audit_listeners([nginx], parse_allowlist([{"port": 8081, "published": True}]))
+    assert kinds(findings) == [("unexpected_listener", "high", "tcp", "0.0.0.0", 8081, None),
+                               ("allowed_not_listening", "info", "tcp", None, 8081, 0)]
+    # With the port also published, the entry is used by the published port; the host socket is still a finding.
+    both = audit_listeners([nginx], parse_allowlist([{"port": 8081, "published": True}]), published=[published()])
+    assert kinds(both) == [("unexpected_listener", "high", "tcp", "0.0.0.0", 8081, None)]
+
+
+def test_probe_explains_an_open_port_by_its_dnat():
+    probe = {"192.0.2.5": {8081: ("open", "192.0.2.1")}, "2001:db8::5": {8081: ("open", "2001:db8::1")}}
+    ports = [published(), published(address="::")]
+    findings = probe_findings([], [], probe, published=ports)
+    assert kinds(findings) == [("reachable_not_allowed", "high", "tcp", "192.0.2.5", 8081, None),
+                               ("reachable_not_allowed", "high", "tcp", "2001:db8::5", 8081, None)]
+    assert findings[0]["message"] == (
+        "tcp 192.0.2.5:8081 (published: tcp 0.0.0.0:8081 -> 172.17.0.2:80 (DNAT in ip nat chain DOCKER, docker "
+        "container web)) accepted a connection from the controller, but no allowlist entry allows it")
+    assert "[fd17::2]:80" in findings[1]["message"] and "docker container web" in findings[1]["message"]
+    assert findings[0]["remediation"].startswith("Apply the Portcullis firewall (its forward chain drops")
+    # Published on IPv4 only: an IPv6 connection to the port is not explained by it.
+    alone = probe_findings([], [], {"2001:db8::5": {8081: ("open", None)}}, published=ports[:1])
+    assert "published:" not in alone[0]["message"]
+
+
+@pytest.mark.parametrize("address, explained", [
+    ("0.0.0.0", True),  # every local address
+    ("192.0.2.10", True),  # the probed address itself
+    ("192.0.2.0/24", True),  # a network of local addresses (an nft `ip daddr 192.0.2.0/24` match)
+    ("127.0.0.1", False),  # `-p 127.0.0.1:8081:80`: no DNAT for connections to 192.0.2.10
+    ("192.0.2.11", False),  # another of the host's addresses
+    ("::", False),  # the other family
+])
+def test_probe_explains_an_open_port_only_by_a_port_published_on_the_probed_address(address, explained):
+    probe = {"192.0.2.10": {8081: ("open", "192.0.2.1")}}
+    [finding] = probe_findings([], [], probe, published=[published(address=address)])
+    assert kinds([finding]) == [("reachable_not_allowed", "high", "tcp", "192.0.2.10", 8081, None)]
+    assert ("(published: tcp " in finding["message"]) is explained
+    assert finding["remediation"].startswith(
+        "Apply the Portcullis firewall (its forward chain" if explained else "Apply a default-deny firewall built")
+
+
+def test_a_published_only_entry_does_not_allow_an_open_port_the_container_is_not_published_on():
+    rules = parse_allowlist([{"port": 8081, "published": True}])
+    probe = {"192.0.2.10": {8081: ("open", "192.0.2.1")}}
+    assert probe_findings([], rules, probe, published=[published(address="192.0.2.10")]) == []
+    # Published on loopback only: what answered on 192.0.2.10 is no published port, and the entry allows no other.
+    [finding] = probe_findings([], rules, probe, published=[published("tcp", "127.0.0.1")])
+    assert kinds([finding]) == [("reachable_not_allowed", "high", "tcp", "192.0.2.10", 8081, None)]
+    assert finding["message"] == ("tcp 192.0.2.10:8081 accepted a connection from the controller, but no allowlist "
+                                  "entry allows it")
+
+
+@pytest.mark.parametrize("entry", [{"port": 8081}, {"port": 8081, "published": True},
+                                   {"port": 8081, "published": True, "sources": ["192.0.2.0/24"]}])
+def test_probe_is_silent_when_an_entry_allows_the_published_port(entry):
+    probe = {"192.0.2.5": {8081: ("open", "192.0.2.1")}}
+    assert probe_findings([], parse_allowlist([entry]), probe, published=[published()]) == []
+
+
+def test_probe_names_the_published_only_entry_whose_sources_leave_the_controller_out():
+    rules = parse_allowlist([{"port": 22}, {"port": 8081, "published": True, "sources": ["10.0.0.0/8"]}])
+    findings = probe_findings([], rules, {"192.0.2.5": {8081: ("open", "192.0.2.1")}}, published=[published()])
+    assert kinds(findings) == [("reachable_not_allowed", "high", "tcp", "192.0.2.5", 8081, 1)]
+    assert findings[0]["message"].endswith("accepted a connection from 192.0.2.1, which allowlist[1] does not list "
+                                           "in its sources")
+
+
+def test_probe_ports_include_published_ports_on_network_addresses_only():
+    ports = [published(), published(address="192.0.2.10", port=8443), published("udp", "127.0.0.1", 5300, 53),
+             published("udp", "0.0.0.0", "6000-6002", 6000), published(port="1-65535", target_port=None)]
+    assert probe_ports([], [], [], 10, published=ports) == [8081, 8443]
+    assert probe_ports([], [], [], 10, protocol="udp", published=ports) == [6000, 6001, 6002]
+    assert probe_ports([], [], [], 10, protocol="udp", published=ports[2:3]) == []  # 127.0.0.1 only

@@ -126,7 +126,7 @@ def test_json_report_validates_against_its_schema(report):
 
 def test_summary_counts_every_host_and_finding(report):
     assert report["summary"] == {"hosts": 3, "compliant": 1, "noncompliant": 1, "unreachable": 1,
-                                 "findings": {"high": 6, "medium": 1, "low": 1, "info": 6}}
+                                 "findings": {"high": 7, "medium": 1, "low": 1, "info": 6}}
     assert list(report["hosts"]) == [NONCOMPLIANT, UNREACHABLE, COMPLIANT]
     assert [entry["status"] for entry in report["hosts"].values()] == ["noncompliant", "unreachable", "compliant"]
     assert report["hosts"][UNREACHABLE] == {
@@ -198,9 +198,9 @@ def test_junit_counts_are_exact_per_suite_and_in_total(report):
     root = ET.fromstring(render_junit(report))
     suites = {suite.get("name"): suite for suite in root.findall("testsuite")}
     expected = {
-        # 6 allowlist entries, 4 of them failing once; 3 unexpected listeners and 1 reachable port, a test case
-        # each; 2 checks with info findings only (filtered ports, a silent UDP port)
-        NONCOMPLIANT: {"tests": 6 + 3 + 1 + 2, "failures": 8, "errors": 0, "skipped": 0},
+        # 6 allowlist entries, 4 of them failing once; 3 unexpected listeners, 1 reachable port and 1 published
+        # container port, a test case each; 2 checks with info findings only (filtered ports, a silent UDP port)
+        NONCOMPLIANT: {"tests": 6 + 3 + 1 + 1 + 2, "failures": 9, "errors": 0, "skipped": 0},
         UNREACHABLE: {"tests": 1, "failures": 0, "errors": 1, "skipped": 0},
         COMPLIANT: {"tests": 3 + 2, "failures": 0, "errors": 0, "skipped": 0},  # 3 entries, 2 standing checks
     }
@@ -209,8 +209,8 @@ def test_junit_counts_are_exact_per_suite_and_in_total(report):
         assert suite_counts(suites[host]) == counts
         assert {key: int(suites[host].get(key)) for key in counts} == counts
     assert {key: int(root.get(key)) for key in ("tests", "failures", "errors", "skipped")} == {
-        "tests": 18, "failures": 8, "errors": 1, "skipped": 0}
-    assert sum(report["summary"]["findings"][severity] for severity in ("high", "medium", "low")) == 8
+        "tests": 19, "failures": 9, "errors": 1, "skipped": 0}
+    assert sum(report["summary"]["findings"][severity] for severity in ("high", "medium", "low")) == 9
     for suite in root:
         names = [case.get("name") for case in suite]
         assert len(set(names)) == len(names)
@@ -223,7 +223,8 @@ def test_junit_puts_each_finding_in_its_test_case(report):
     checks = {"unexpected_listener": "no unexpected listeners",
               "reachable_not_allowed": "no reachable ports outside the allowlist",
               "listening_but_filtered": "listening ports the controller cannot reach",
-              "udp_open_or_filtered": "listening UDP ports that gave the probe no answer"}
+              "udp_open_or_filtered": "listening UDP ports that gave the probe no answer",
+              "unexpected_published_port": "no unexpected published container ports"}
     for host in (NONCOMPLIANT, COMPLIANT):
         cases = list(root.find("testsuite[@name='%s']" % host))
         for item in report["hosts"][host]["findings"]:
@@ -260,6 +261,7 @@ def test_junit_names_each_allowlist_entry_and_check(report):
         "no reachable ports outside the allowlist: tcp [2001:db8::20]:8443",
         "listening ports the controller cannot reach",
         "listening UDP ports that gave the probe no answer",
+        "no unexpected published container ports: tcp 0.0.0.0:8081",
     ]
 
 
@@ -312,7 +314,7 @@ def test_sarif_has_a_rule_per_kind_and_a_result_per_finding(report):
         assert rule["defaultConfiguration"]["level"] in ("error", "warning", "note")
     assert "CIS 2.1.22" in rules[KIND_ORDER.index("unexpected_listener")]["properties"]["tags"]
     findings = [(host, item) for host, entry in report["hosts"].items() for item in entry["findings"]]
-    assert len(run["results"]) == len(findings) == 14
+    assert len(run["results"]) == len(findings) == 15
     for result, (host, item) in zip(run["results"], findings):
         assert rules[result["ruleIndex"]]["id"] == result["ruleId"] == item["kind"]
         assert result["message"]["text"] == item["message"]
@@ -362,7 +364,7 @@ def test_html_shows_every_host_and_finding(report):
             assert html.escape(item["message"]) in page and html.escape(item["remediation"]) in page
     assert html.escape(report["hosts"][UNREACHABLE]["error"]) in page
     fleet_table = page.split('id="findings"')[1].split("<h2>")[0]
-    assert fleet_table.count("<tr class=\"sev-") == 8  # every finding above info, across the fleet
+    assert fleet_table.count("<tr class=\"sev-") == 9  # every finding above info, across the fleet
 
 
 def test_html_probe_shows_udp_states_with_their_uncertainty(report):
@@ -657,7 +659,7 @@ def test_json_report_with_drift_validates_against_its_schema(drifted):
 
 def test_text_starts_with_the_drift(drifted, report):
     lines = render_text(drifted).splitlines()
-    assert lines[0].startswith("Since %s: 3 new findings, 1 resolved, 11 unchanged; " % PREVIOUS_AT)
+    assert lines[0].startswith("Since %s: 3 new findings, 1 resolved, 12 unchanged; " % PREVIOUS_AT)
     assert lines[0].endswith("listeners: 5 appeared, 1 disappeared; hosts: 1 appeared, 1 disappeared")
     block = lines[:lines.index("")]
     assert "  + %s [high] Listener not in the allowlist: udp 0.0.0.0:9999" % NONCOMPLIANT in block
@@ -716,7 +718,7 @@ def test_junit_has_a_drift_suite_failing_per_new_finding(drifted):
     assert [case.find("failure") is not None for case in cases] == [True, False, False]
     assert suite_counts(suite) == {"tests": 3, "failures": 1, "errors": 0, "skipped": 0}
     assert {key: int(suite.get(key)) for key in ("tests", "failures")} == {"tests": 3, "failures": 1}
-    assert {key: int(root.get(key)) for key in ("tests", "failures")} == {"tests": 18 + 3, "failures": 8 + 1}
+    assert {key: int(root.get(key)) for key in ("tests", "failures")} == {"tests": 19 + 3, "failures": 9 + 1}
     assert "tcp 0.0.0.0:4000" in suite.find("system-out").text
 
 
