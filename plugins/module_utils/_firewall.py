@@ -16,7 +16,7 @@ import json
 import os
 import shlex
 
-from ansible_collections.portcullis.hardening.plugins.module_utils._allowlist import opens_port
+from ansible_collections.portcullis.hardening.plugins.module_utils._allowlist import covering_published, opens_port
 from ansible_collections.portcullis.hardening.plugins.module_utils._host import PortcullisError
 from ansible_collections.portcullis.hardening.plugins.module_utils._nftables import (
     NFTABLES_CONF,
@@ -30,6 +30,7 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._nftables imp
     table_absent,
 )
 from ansible_collections.portcullis.hardening.plugins.module_utils._procnet import endpoint_text
+from ansible_collections.portcullis.hardening.plugins.module_utils._published import describe, port_range
 from ansible_collections.portcullis.hardening.plugins.module_utils._systemd import (
     SYSTEMCTL,
     first,
@@ -282,3 +283,17 @@ def closing_warnings(closing):
         item["port"], item["protocol"], len(item["established"]), "" if len(item["established"]) == 1 else "s",
         ", ".join(item["established"][:5]) + (" and more" if len(item["established"]) > 5 else ""))
         for item in closing if item["established"]]
+
+
+def closing_published(published, rules):
+    """The published container ports that the forward chain closes (no entry allows them), each as
+    {"protocol", "family", "address", "port", "to", "container"}, "to" being the port in words (describe())."""
+    closing = []
+    for item in published:
+        low, high = port_range(item)
+        if covering_published(rules, item["protocol"], item["family"], low, high):
+            continue
+        container = item.get("container") or {}
+        closing.append({"protocol": item["protocol"], "family": item["family"], "address": item["address"],
+                        "port": item["port"], "to": describe(item), "container": container.get("name")})
+    return closing

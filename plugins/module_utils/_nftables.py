@@ -5,9 +5,16 @@
 """The nftables table that enforces the allowlist: text to load, scripts to apply and roll back, drift.
 
 Portcullis owns one table, `table inet portcullis`, and nothing else: no ruleset flush, no other table
-(Docker's, libvirt's, Debian's `inet filter`), no forward or output chain. Every change replaces that
-table in one `nft -f` transaction that starts with `add table` + `delete table`, so it works whether
-the table exists or not.
+(Docker's, libvirt's, Debian's `inet filter`), no output chain. Every change replaces that table in one
+`nft -f` transaction that starts with `add table` + `delete table`, so it works whether the table exists
+or not.
+
+Its input chain is the host's default deny. Its forward chain (render_table(published=...)) closes the ports
+published to containers: new connections whose destination a DNAT rewrote (`ct status dnat`) jump to the
+`published` chain, which accepts what the allowlist allows by the original destination port (`ct original
+proto-dst`, the published port, never the container's) and drops the rest. Everything else that is routed
+(container egress, replies, traffic between containers, a router's forwarding) passes our chain untouched;
+in netfilter an accept here never overrides another table's drop, and a drop here is final.
 
 render_table() writes the table exactly as `nft list table inet portcullis` prints it back (nft 1.0.6,
 Debian 12, and 1.1.3, Debian 13): the listing before a change and the text after it diff cleanly.
@@ -28,6 +35,8 @@ TABLE_NAME = "portcullis"
 TABLE = "%s %s" % (TABLE_FAMILY, TABLE_NAME)
 TABLE_COMMENT = "managed by portcullis.hardening.firewall, changes here are overwritten"
 CHAIN_NAME = "input"
+FORWARD_CHAIN = "forward"
+PUBLISHED_CHAIN = "published"
 POLICIES = ("drop", "reject")
 PERSIST_PATH = "/etc/nftables.d/portcullis.nft"
 NFTABLES_CONF = "/etc/nftables.conf"
@@ -158,6 +167,51 @@ def allowlist_rules(rule):
     return lines
 
 
+def published_allow_rules(rule):
+    """The `published` chain's accept rules for one allowlist entry: the published ports it allows.
+
+    Matched on the connection's original destination port (`ct original proto-dst`): a DNAT rewrote the packet's
+    own, and a container port that happens to equal a host port must not open it. One rule per port or range
+    (nft cannot print a set of proto-dst values back). Loopback-only entries open nothing published.
+    """
+    if rule.bind == "loopback":
+        return []
+    port = str(rule.low) if rule.low == rule.high else "%d-%d" % (rule.low, rule.high)
+    tail = "meta l4proto %s ct original proto-dst %s accept comment %s" % (
+        rule.protocol, port, _quote(rule_comment(rule)))
+    if not rule.sources:
+        return [("" if rule.family == "any" else "meta nfproto %s " % rule.family) + tail]
+    lines = []
+    for version, keyword in ((4, "ip"), (6, "ip6")):
+        networks = [network for network in rule.sources if network.version == version]
+        if networks and rule.family in ("any", "ipv%d" % version):
+            lines.append("%s saddr %s %s" % (keyword, _match(_elements(networks)), tail))
+    return lines
+
+
+def _published_chains(rules, container_networks, log_dropped):
+    """The forward and published chains (lists of lines, without indentation): see the module docstring."""
+    forward = ["chain %s {" % FORWARD_CHAIN,
+               "\ttype filter hook forward priority filter; policy accept;",
+               '\tct state new ct status dnat jump %s comment "portcullis: new connections to published ports"'
+               % PUBLISHED_CHAIN,
+               "}"]
+    body = []
+    for version, keyword in ((4, "ip"), (6, "ip6")):
+        networks = [ipaddress.ip_network(text) for text in (container_networks or {}).get("ipv%d" % version, [])]
+        if networks:
+            body.append('%s saddr %s accept comment "portcullis: from the container networks"'
+                        % (keyword, _match(_elements(networks))))
+    for rule in rules:
+        body.extend(published_allow_rules(rule))
+    if log_dropped:
+        body.append("%s log prefix %s level info comment \"portcullis: log what the policy drops\""
+                    % (LOG_LIMIT, _quote(LOG_PREFIX)))
+    # Always a drop: a reset built after the DNAT would carry the container's address, which clients ignore.
+    body.append('drop comment "portcullis: published ports the allowlist does not allow"')
+    return forward + ["chain %s {" % PUBLISHED_CHAIN] + ["\t" + line for line in body] + ["}"]
+
+
 def _management_ports(ports):
     numbers = set()
     for port in ports:
@@ -167,15 +221,20 @@ def _management_ports(ports):
     return sorted(numbers)
 
 
-def render_table(rules, policy="drop", management_ports=(22,), log_dropped=False, dhcpv6_client=True):
+def render_table(rules, policy="drop", management_ports=(22,), log_dropped=False, dhcpv6_client=True,
+                 published=None):
     """The whole `table inet portcullis { ... }` text: deterministic, and what `nft list table` prints.
 
-    rules: allowlist Rules (parse_allowlist), rendered in their order, each with its own rule(s).
+    rules: allowlist Rules (parse_allowlist), rendered in their order, each with its own rule(s); the input chain
+    leaves out the published-only ones (they open a container's port, no socket of the host).
     policy: "drop" (silently) or "reject" (TCP reset, ICMP administratively prohibited for the rest);
     the chain's own policy is always drop.
     management_ports: TCP ports always open (the connection that manages the host).
     log_dropped: log what reaches the end of the chain, at most 5 a minute.
     dhcpv6_client: accept DHCPv6 answers (UDP 546 to a link-local address), as a DHCPv6 client needs.
+    published: None leaves forwarded traffic alone; else the container networks ({"ipv4": [CIDR], "ipv6": [...]},
+    from _published.container_networks()), and the table gets the forward and published chains that drop new
+    connections to published ports the allowlist does not allow.
     """
     if policy not in POLICIES:
         raise ValueError("policy %r must be one of: %s" % (policy, ", ".join(POLICIES)))
@@ -199,7 +258,8 @@ def render_table(rules, policy="drop", management_ports=(22,), log_dropped=False
         body.append('tcp dport %s accept comment "portcullis: management port%s"'
                     % (_match([str(port) for port in ports]), "s" if len(ports) > 1 else ""))
     for rule in rules:
-        body.extend(allowlist_rules(rule))
+        if rule.on_host:
+            body.extend(allowlist_rules(rule))
     if log_dropped:
         body.append("%s log prefix %s level info comment \"portcullis: log what the policy %ss\""
                     % (LOG_LIMIT, _quote(LOG_PREFIX), policy))
@@ -208,7 +268,14 @@ def render_table(rules, policy="drop", management_ports=(22,), log_dropped=False
         body.append('reject with icmpx admin-prohibited comment "portcullis: policy reject"')
     lines = ["table %s {" % TABLE, "\tcomment %s" % _quote(TABLE_COMMENT), "\tchain %s {" % CHAIN_NAME]
     lines.extend("\t\t" + line for line in body)
-    lines.extend(["\t}", "}"])
+    lines.append("\t}")
+    if published is not None:
+        chains = _published_chains(rules, published, log_dropped)
+        for line in chains:
+            if line.startswith("chain "):
+                lines.append("")
+            lines.append("\t" + line)
+    lines.append("}")
     return "\n".join(lines) + "\n"
 
 

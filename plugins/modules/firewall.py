@@ -15,8 +15,14 @@ description:
     as they are.
   - The input chain drops (or rejects, O(policy)) everything except established and related traffic, loopback,
     essential ICMP and ICMPv6 (neighbour discovery, router advertisements, packet-too-big, errors, rate-limited
-    echo), the management port and the allowlist, for IPv4 and IPv6 alike. Forwarded and outgoing traffic is
-    not filtered.
+    echo), the management port and the allowlist, for IPv4 and IPv6 alike. Outgoing traffic is not filtered.
+  - "Ports published to containers (C(docker run -p), podman, a Kubernetes hostPort) never pass the input chain:
+    the kernel rewrites their destination (DNAT) in C(prerouting) and forwards them. With O(close_published) the
+    table also has a C(forward) chain: new connections whose destination a DNAT rewrote (C(ct status dnat)) go to a
+    C(published) chain, which accepts the allowlisted ports by the original destination port (C(ct original
+    proto-dst), the published port, never the container's), and those from the container networks (the sources the
+    host masquerades), and drops the rest. Container egress, replies, traffic between containers and routing that
+    is not DNAT pass untouched. Docker's and podman's own tables are never changed."
   - The whole table is rendered, validated with C(nft -c -f) and applied in one C(nft -f) transaction (the
     old own table is deleted and the new one created in the same transaction). A second run with the same
     input changes nothing; C(--diff) shows the rules before and after; check mode changes nothing.
@@ -115,6 +121,17 @@ options:
     description: Log what the policy drops, rate-limited (5 a minute), with the prefix C(portcullis drop).
     type: bool
     default: false
+  close_published:
+    description:
+      - Drop new connections to ports published to containers that O(allow) does not allow (the C(forward) and
+        C(published) chains). An entry allows a published port by its published port number, with its sources and
+        family; O(allow[].published=true) allows it on that path only.
+      - Always a drop, whatever O(policy) says - a reset built after the DNAT would carry the container's address,
+        which clients ignore.
+      - V(false) leaves forwarded traffic alone, as the input chain alone would.
+    type: bool
+    default: true
+    version_added: 0.1.0
   confirm:
     description:
       - Set by the action plugin when it confirms a change over a new connection (the token of the armed
@@ -171,6 +188,23 @@ closing:
   type: list
   elements: dict
   sample: [{"protocol": "tcp", "port": 8080, "listeners": ["0.0.0.0:8080"], "established": ["192.0.2.7:51234"]}]
+published:
+  description:
+    - The ports published to containers, as RV(portcullis.hardening.listening_ports#module:published) lists them.
+  returned: state is present and O(close_published)
+  type: list
+  elements: dict
+  version_added: 0.1.0
+closing_published:
+  description:
+    - The published ports the forward chain closes (no entry allows them), each with C(protocol), C(family),
+      C(address), C(port), C(to) (the DNAT and the container, in words) and C(container) (its name, or null).
+  returned: state is present and O(close_published)
+  type: list
+  elements: dict
+  version_added: 0.1.0
+  sample: [{"protocol": "tcp", "family": "ipv4", "address": "0.0.0.0", "port": 8081, "container": "web",
+            "to": "tcp 0.0.0.0:8081 -> 172.17.0.2:80 (DNAT in ip nat chain DOCKER, docker container web)"}]
 persistence:
   description:
     - What persisting changed (or would change) - C(file), C(include), C(service), and C(config), the file
@@ -214,6 +248,7 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._firewall imp
     FirewallError,
     Nftables,
     closing_ports,
+    closing_published,
     closing_warnings,
     persist,
     persisted_paths,
@@ -226,7 +261,7 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._firewall imp
     undo_commands,
 )
 from ansible_collections.portcullis.hardening.plugins.module_utils._host import Host, PortcullisError
-from ansible_collections.portcullis.hardening.plugins.module_utils._listeners import discover
+from ansible_collections.portcullis.hardening.plugins.module_utils._listeners import discover_with_published
 from ansible_collections.portcullis.hardening.plugins.module_utils._nftables import apply_script, render_table
 from ansible_collections.portcullis.hardening.plugins.module_utils._session import (
     established_connections,
@@ -344,20 +379,26 @@ def run(module):
 
     rules = parse_allowlist(params["allow"], name="allow")
     kept = management(rules, params, management_session(), warnings)
-    desired = render_table(rules, params["policy"], kept, params["log_dropped"])
+    found = discover_with_published(host, params["close_published"])
+    warnings.extend(found.published_notes)
+    desired = render_table(rules, params["policy"], kept, params["log_dropped"],
+                           published=found.container_networks if params["close_published"] else None)
     if params["confirm"]:
         return confirm(engine, nft, params, desired)
 
     current = plan(desired, nft)
     persistence = persistence_plan(desired, nft) if params["persist"] else {}
     persisting = any(persistence.get(key) for key in ("file", "include", "service"))
-    closing = closing_ports(discover().listeners, rules, kept, established_connections())
+    closing = closing_ports([item for item in found.listeners if not item["published"]], rules, kept,
+                            established_connections())
     if current["table_changed"]:
         warnings.extend(closing_warnings(closing))
     result = {"changed": current["table_changed"] or persisting,
               "rules": desired, "management_ports": kept, "persistence": persistence_summary(persistence),
               "closing": closing,
               "diff": {"before": current["live_text"] or "", "after": desired}, "warnings": warnings}
+    if params["close_published"]:
+        result.update(published=found.published, closing_published=closing_published(found.published, rules))
     if module.check_mode:
         try:
             warnings.extend(engine.refuse_if_pending("firewall", check_mode=True))

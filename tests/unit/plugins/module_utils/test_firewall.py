@@ -25,6 +25,7 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._firewall imp
     FirewallError,
     Nftables,
     closing_ports,
+    closing_published,
     closing_warnings,
     exec_start_config,
     persisted_paths,
@@ -59,6 +60,7 @@ from ansible_collections.portcullis.hardening.plugins.modules.firewall import ap
 from ansible_collections.portcullis.hardening.plugins.plugin_utils._action import validated
 
 from .fakehost import NFT_JSON_LIST, NFT_LIST, fake_host, host_file, read_host_file, tree, write_host_file
+from .test_published import RULESET, SAVE_V4, SAVE_V6, WEB_ID, docker_config, fixture as published_fixture
 from .test_session import ESTABLISHED, LISTEN, proc_net
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "nft")
@@ -77,6 +79,10 @@ RHEL_UNIT = unit("/sbin/nft -f /etc/sysconfig/nftables.conf")
 DEBIAN_CONF = "#!/usr/sbin/nft -f\n\nflush ruleset\n\ntable inet filter {\n}\n"
 RHEL_CONF = "# Uncomment the include statement here to load the default config sample.\n"
 DESIRED = render_table(parse_allowlist([{"port": 8080}]), "drop", [22], False)
+# What the module renders by default (close_published): the same input chain, and the forward and published chains,
+# here without container networks (the fake host's nft lists an empty ruleset).
+DESIRED_CLOSING = render_table(parse_allowlist([{"port": 8080}]), "drop", [22], False,
+                               published={"ipv4": [], "ipv6": []})
 OTHER = render_table(parse_allowlist([{"port": 8081}]), "drop", [22], False)
 # What the engine leaves on a host whatever happens: its state, its lock, its boot unit.
 ENGINE_PATHS = (STATE_DIR, RUN_DIR, BOOT_UNIT_PATH)
@@ -539,13 +545,85 @@ def test_absent_is_refused_while_a_change_is_armed(fw, tmp_path, module_on):
 def test_check_mode_writes_nothing(fw, tmp_path, module_on):
     before = tree(tmp_path)
     result = module_on(fw, check_mode=True)
-    assert result["changed"] is True and result["rules"] == DESIRED
+    assert result["changed"] is True and result["rules"] == DESIRED_CLOSING
+    assert DESIRED_CLOSING.startswith(DESIRED[:DESIRED.rindex("\t}")]) and "\tchain forward {" in DESIRED_CLOSING
     assert result["persistence"] == {"file": True, "include": True, "service": True, "config": "/etc/nftables.conf"}
-    assert result["diff"] == {"before": "", "after": DESIRED}
+    assert result["diff"] == {"before": "", "after": DESIRED_CLOSING}
+    assert (result["published"], result["closing_published"]) == ([], [])
     assert module_on(fw, check_mode=True, state="absent")["changed"] is False
     assert tree(tmp_path) == before
     assert not any(argv[0] == "systemd-run" or argv[:2] in (["nft", "-f"], ["systemctl", "enable"])
                    for argv in fw.system.calls)
+
+
+def publishing(fw):
+    """fw's host with the published ports of the real captures (fixtures/published), container web running."""
+    fw.system.respond(["nft", "-j", "list", "ruleset"], out=published_fixture(RULESET))
+    fw.system.respond(["iptables-nft-save", "-t", "nat"], out=published_fixture(SAVE_V4))
+    fw.system.respond(["ip6tables-nft-save", "-t", "nat"], out=published_fixture(SAVE_V6))
+    write_host_file(fw.root, "/var/lib/docker/containers/%s/config.v2.json" % WEB_ID, docker_config())
+    return fw
+
+
+def test_the_table_closes_the_published_ports_the_allowlist_does_not_allow(fw, module_on):
+    result = module_on(publishing(fw), check_mode=True, allow=[{"port": 8080}, {"port": 8081, "published": True}])
+    rules = parse_allowlist([{"port": 8080}, {"port": 8081, "published": True}], name="allow")
+    assert result["rules"] == render_table(rules, "drop", [22], False,
+                                           published={"ipv4": ["10.88.0.0/16", "172.17.0.0/16"], "ipv6": []})
+    assert 'ip saddr { 10.88.0.0/16, 172.17.0.0/16 } accept comment "portcullis: from the container networks"' in (
+        result["rules"])
+    assert [(item["protocol"], item["family"], item["port"]) for item in result["published"]] == [
+        ("tcp", "ipv4", 3001), ("tcp", "ipv4", 8081), ("tcp", "ipv6", 8081), ("udp", "ipv4", 5300)]
+    assert result["closing_published"] == [
+        {"protocol": "tcp", "family": "ipv4", "address": "0.0.0.0", "port": 3001, "container": None,
+         "to": "tcp 0.0.0.0:3001 -> 10.88.0.4:8080 (DNAT in inet netavark chain nv_2f259bab_10_88_0_0_nm16_dnat)"},
+        {"protocol": "udp", "family": "ipv4", "address": "127.0.0.1", "port": 5300, "container": "web",
+         "to": "udp 127.0.0.1:5300 -> 172.17.0.2:53 (DNAT in ip nat chain DOCKER, docker container web)"},
+    ]
+    assert not any("published" in warning for warning in result["warnings"])
+
+
+def test_close_published_false_leaves_forwarded_traffic_alone(fw, module_on):
+    result = module_on(publishing(fw), check_mode=True, close_published=False)
+    assert result["rules"] == DESIRED
+    assert "published" not in result and "closing_published" not in result
+    assert ["nft", "-j", "list", "ruleset"] not in fw.system.calls
+
+
+def test_published_ports_that_cannot_be_read_are_a_warning(fw, module_on):
+    fw.system.respond(["nft", "-j", "list", "ruleset"], rc=1, err="Error: Operation not permitted\n")
+    result = module_on(fw, check_mode=True)
+    assert "published ports were not read: nft -j list ruleset failed (rc=1): Error: Operation not permitted" in (
+        result["warnings"])
+    assert result["rules"] == DESIRED_CLOSING and result["published"] == []
+
+
+def published_port(protocol, address, port, container="web"):
+    family = "ipv6" if ":" in address else "ipv4"
+    return {"protocol": protocol, "family": family, "address": address, "port": port,
+            "wildcard": address in ("0.0.0.0", "::"), "target_address": "172.17.0.2", "target_port": None,
+            "table": "ip nat", "chain": "DOCKER", "origin": "iptables-nft", "from_interfaces_except": [],
+            "container": {"runtime": "docker", "id": WEB_ID, "name": container, "image": None} if container else None,
+            "proxy": []}
+
+
+@pytest.mark.parametrize("allow, closed", [
+    ([], [8081, 8081, "9000-9010", 5300]),
+    ([{"port": 8081}], ["9000-9010", 5300]),
+    ([{"port": 8081, "family": "ipv6", "published": True}], [8081, "9000-9010", 5300]),
+    ([{"port": "8000-9005"}], ["9000-9010", 5300]),  # only part of 9000-9010 is allowed
+    ([{"port": "8000-9010", "sources": ["10.0.0.0/8"]}], [5300]),  # sources narrow who, not whether
+    ([{"port": 5300, "protocol": "udp", "bind": "loopback"}], [8081, 8081, "9000-9010", 5300]),
+])
+def test_closing_published(allow, closed):
+    ports = [published_port("tcp", "0.0.0.0", 8081), published_port("tcp", "::", 8081, container=None),
+             published_port("tcp", "192.0.2.10", "9000-9010"), published_port("udp", "127.0.0.1", 5300)]
+    found = closing_published(ports, parse_allowlist(allow, name="allow"))
+    assert [item["port"] for item in found] == closed
+    if allow == []:
+        assert [item["container"] for item in found] == ["web", None, "web", "web"]
+        assert found[1] == {"protocol": "tcp", "family": "ipv6", "address": "::", "port": 8081, "container": None,
+                            "to": "tcp [::]:8081 -> 172.17.0.2 (DNAT in ip nat chain DOCKER)"}
 
 
 def test_check_mode_while_a_change_is_armed_warns_and_writes_nothing(fw, tmp_path, module_on):

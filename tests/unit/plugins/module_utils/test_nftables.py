@@ -26,6 +26,7 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._nftables imp
     include_covers,
     normalise_listing,
     persist_include_line,
+    published_allow_rules,
     remove_include,
     removal_script,
     render_table,
@@ -122,7 +123,7 @@ def test_comment_text(text, expected):
 
 def test_long_and_unusual_comments_in_rules():
     rule_text = one({"port": 22, "comment": 'über "quoted" ' + "z" * 300})[0]
-    comment = rule_text.split(" comment ", 1)[1]
+    comment = rule_text.split(" comment ", maxsplit=1)[1]
     assert comment.startswith('"allowlist[0]: uber \'quoted\' zzz') and comment.endswith('..."')
     assert len(comment) - 2 == COMMENT_MAX
     assert comment.count('"') == 2
@@ -276,6 +277,103 @@ def test_render_is_what_real_nft_lists(version, kwargs, name):
     # The fixtures were listed by real nft with an IPv4-mapped source as well, which the allowlist now refuses.
     listed = fixture("%s-nft-%s.txt" % (name, version)).replace("{ ::ffff:192.0.2.0/120, fd00::1 }", "fd00::1")
     assert render_table(parse_allowlist(EVERY_SHAPE), **kwargs) == listed
+
+
+# --- the forward and published chains (published container ports) --------------------------------------------
+
+PUBLISHED_FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "published")
+# The allowlist and container networks behind render-table-published-nft-1.0.6.nft, which nft 1.0.6 loaded into a
+# network namespace and listed back byte for byte.
+PUBLISHED_ALLOWLIST = [
+    {"port": 22},
+    {"port": 8082},
+    {"port": "9000-9010", "published": True, "sources": ["10.0.0.0/8", "2001:db8::/32"]},
+    {"port": 5300, "protocol": "udp", "family": "ipv6", "published": True},
+    {"port": 443, "family": "ipv4"},
+]
+CONTAINER_NETWORKS = {"ipv4": ["172.17.0.0/16", "10.88.0.0/16"], "ipv6": ["fd17::/64"]}
+
+
+def chain_lines(table_text, chain):
+    """The rule lines (stripped) of one chain of a rendered table."""
+    lines = table_text.splitlines()
+    start = lines.index("\tchain %s {" % chain)
+    end = lines.index("\t}", start)
+    return [line.strip() for line in lines[start + 1:end]]
+
+
+def test_render_with_published_is_what_real_nft_lists():
+    with open(os.path.join(PUBLISHED_FIXTURES, "render-table-published-nft-1.0.6.nft"), encoding="utf-8") as handle:
+        listed = handle.read()
+    assert render_table(parse_allowlist(PUBLISHED_ALLOWLIST), log_dropped=True, published=CONTAINER_NETWORKS) == listed
+
+
+def test_without_published_there_is_no_forward_chain():
+    table = render_table(parse_allowlist(PUBLISHED_ALLOWLIST))
+    assert "chain forward" not in table and "chain published" not in table and "ct original" not in table
+    assert table == render_table(parse_allowlist(PUBLISHED_ALLOWLIST), published=None)
+
+
+def test_published_only_entries_stay_out_of_the_input_chain():
+    table = render_table(parse_allowlist(PUBLISHED_ALLOWLIST), published={})
+    input_chain = chain_lines(table, "input")
+    assert not [line for line in input_chain if "allowlist[2]" in line or "allowlist[3]" in line]
+    assert 'tcp dport 8082 accept comment "allowlist[1]: tcp/8082 from anywhere"' in input_chain
+    assert [line for line in chain_lines(table, "published") if "allowlist[" in line][2:4] == [
+        'ip saddr 10.0.0.0/8 meta l4proto tcp ct original proto-dst 9000-9010 accept comment "allowlist[2]: '
+        'tcp/9000-9010 from 10.0.0.0/8, 2001:db8::/32 (published container port only)"',
+        'ip6 saddr 2001:db8::/32 meta l4proto tcp ct original proto-dst 9000-9010 accept comment "allowlist[2]: '
+        'tcp/9000-9010 from 10.0.0.0/8, 2001:db8::/32 (published container port only)"',
+    ]
+
+
+def test_the_forward_chain_sends_new_dnat_connections_to_the_published_chain():
+    table = render_table([], published={"ipv4": [], "ipv6": []})
+    assert chain_lines(table, "forward") == [
+        "type filter hook forward priority filter; policy accept;",
+        'ct state new ct status dnat jump published comment "portcullis: new connections to published ports"',
+    ]
+    # No container network, no entry: the published chain drops every new connection to a published port.
+    assert chain_lines(table, "published") == [
+        'drop comment "portcullis: published ports the allowlist does not allow"']
+
+
+@pytest.mark.parametrize("policy", ["drop", "reject"])
+def test_log_dropped_logs_in_the_published_chain_before_its_drop(policy):
+    rules = parse_allowlist([{"port": 8081}])
+    quiet = chain_lines(render_table(rules, policy=policy, published=CONTAINER_NETWORKS), "published")
+    logged = chain_lines(render_table(rules, policy=policy, log_dropped=True, published=CONTAINER_NETWORKS),
+                         "published")
+    # The published chain always drops (a reset after the DNAT would carry the container's address).
+    assert logged == quiet[:-1] + [
+        'limit rate 5/minute burst 10 packets log prefix "portcullis drop: " level info '
+        'comment "portcullis: log what the policy drops"', quiet[-1]]
+    assert quiet[-1] == 'drop comment "portcullis: published ports the allowlist does not allow"'
+
+
+def test_container_networks_are_merged_and_split_by_family():
+    table = render_table([], published={"ipv4": ["172.18.0.0/16", "172.17.0.0/16", "10.88.0.0/16"], "ipv6": []})
+    assert chain_lines(table, "published")[:1] == [
+        'ip saddr { 10.88.0.0/16, 172.17.0.0-172.18.255.255 } accept comment "portcullis: from the container networks"']
+    only_v6 = render_table([], published={"ipv6": ["fd17::/64"]})
+    assert chain_lines(only_v6, "published")[:1] == [
+        'ip6 saddr fd17::/64 accept comment "portcullis: from the container networks"']
+
+
+@pytest.mark.parametrize("entry, expected", [
+    ({"port": 8081}, ['meta l4proto tcp ct original proto-dst 8081 accept comment "allowlist[0]: tcp/8081 from anywhere"']),
+    ({"port": "9000-9010", "protocol": "udp", "family": "ipv6", "comment": "game"},
+     ['meta nfproto ipv6 meta l4proto udp ct original proto-dst 9000-9010 accept comment "allowlist[0]: game"']),
+    ({"port": 8081, "sources": ["10.0.0.0/8", "192.0.2.0/24", "2001:db8::/32"], "comment": "x"},
+     ['ip saddr { 10.0.0.0/8, 192.0.2.0/24 } meta l4proto tcp ct original proto-dst 8081 accept comment '
+      '"allowlist[0]: x"',
+      'ip6 saddr 2001:db8::/32 meta l4proto tcp ct original proto-dst 8081 accept comment "allowlist[0]: x"']),
+    ({"port": 8081, "family": "ipv4", "sources": ["10.0.0.0/8"], "comment": "x"},
+     ['ip saddr 10.0.0.0/8 meta l4proto tcp ct original proto-dst 8081 accept comment "allowlist[0]: x"']),
+    ({"port": 8081, "bind": "loopback"}, []),
+])
+def test_published_allow_rules(entry, expected):
+    assert published_allow_rules(parse_allowlist([entry])[0]) == expected
 
 
 def test_scripts():
