@@ -304,8 +304,9 @@ DOCKER_PROXY = proc("docker-proxy", "docker.service", 900, "/usr/bin/docker-prox
                     "-host-port 8081 -container-ip 172.17.0.2 -container-port 80")
 
 
-def published(protocol="tcp", address="0.0.0.0", port=8081, target_port=80, container=WEB_CONTAINER, proxy=()):
-    """A published port as _published.published_ports() returns it."""
+def published(protocol="tcp", address="0.0.0.0", port=8081, target_port=80, container="web", proxy=()):
+    """A published port as _published.published_ports() returns it ("web": WEB_CONTAINER)."""
+    container = WEB_CONTAINER if container == "web" else container
     family = "ipv6" if ":" in address else "ipv4"
     return {"protocol": protocol, "family": family, "address": address, "port": port,
             "wildcard": address in ("0.0.0.0", "::"), "target_address": "fd17::2" if family == "ipv6" else "172.17.0.2",

@@ -67,9 +67,11 @@ def capture_host(tmp_path, config=None, data_root="/var/lib/docker", ruleset=Non
 
 
 WEB = {"runtime": "docker", "id": WEB_ID, "name": "web", "image": "nginx:1.27"}
+DOCKER_WEB = "the docker container web"  # a default argument standing for WEB (a dict cannot be one)
 
 
-def expected_ports(container=WEB):
+def expected_ports(container=DOCKER_WEB):
+    container = WEB if container is DOCKER_WEB else container
     docker = {"table": "ip nat", "chain": "DOCKER", "origin": "iptables-nft", "from_interfaces_except": ["docker0"],
               "container": container, "proxy": []}
     return [
@@ -305,7 +307,8 @@ def docker_bridges(data, maps=()):
 JUMPS = [["docker0", jump("nat-postrouting-out__docker0")], ["br-5a1", jump("nat-postrouting-out__br-5a1")]]
 
 
-def jumps_map(table="docker-bridges", elements=JUMPS):
+def jumps_map(table="docker-bridges", elements=None):
+    elements = JUMPS if elements is None else elements
     return {"map": {"family": "ip", "table": table, "name": "nat-postrouting-out-jumps", "handle": 3, "type": "ifname",
                     "map": "verdict", "elem": elements}}
 
@@ -533,7 +536,8 @@ def test_read_published_links_the_proxies_of_the_listeners_it_is_given(tmp_path)
 # --- in words ---------------------------------------------------------------------------------------------------
 
 def published(protocol="tcp", address="0.0.0.0", port=8081, target_address="172.17.0.2", target_port=80,
-              container=WEB, family=None, table="ip nat", chain="DOCKER"):
+              container=DOCKER_WEB, family=None, table="ip nat", chain="DOCKER"):
+    container = WEB if container is DOCKER_WEB else container
     family = family or ("ipv6" if ":" in address else "ipv4")
     return {"protocol": protocol, "family": family, "address": address, "port": port,
             "wildcard": address in ("0.0.0.0", "::"), "target_address": target_address, "target_port": target_port,
