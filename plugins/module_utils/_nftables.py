@@ -155,7 +155,12 @@ def allowlist_rules(rule):
     """
     if rule.bind == "loopback":
         return []
-    tail = "%s accept comment %s" % (_port_match(rule), _quote(rule_comment(rule)))
+    return _for_sources(rule, "%s accept comment %s" % (_port_match(rule), _quote(rule_comment(rule))))
+
+
+def _for_sources(rule, tail):
+    """The rules `tail` (a port match and its verdict) makes for an entry: one for its family when it has no sources,
+    else one per IP version of its sources (that its family allows), each matching those sources."""
     if not rule.sources:
         family = "" if rule.family == "any" else "meta nfproto %s " % rule.family
         return [family + tail]
@@ -177,16 +182,8 @@ def published_allow_rules(rule):
     if rule.bind == "loopback":
         return []
     port = str(rule.low) if rule.low == rule.high else "%d-%d" % (rule.low, rule.high)
-    tail = "meta l4proto %s ct original proto-dst %s accept comment %s" % (
-        rule.protocol, port, _quote(rule_comment(rule)))
-    if not rule.sources:
-        return [("" if rule.family == "any" else "meta nfproto %s " % rule.family) + tail]
-    lines = []
-    for version, keyword in ((4, "ip"), (6, "ip6")):
-        networks = [network for network in rule.sources if network.version == version]
-        if networks and rule.family in ("any", "ipv%d" % version):
-            lines.append("%s saddr %s %s" % (keyword, _match(_elements(networks)), tail))
-    return lines
+    return _for_sources(rule, "meta l4proto %s ct original proto-dst %s accept comment %s" % (
+        rule.protocol, port, _quote(rule_comment(rule))))
 
 
 def _published_chains(rules, container_networks, log_dropped):
