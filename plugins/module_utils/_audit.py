@@ -171,12 +171,11 @@ def _published_finding(item):
     loopback = not item["wildcard"] and is_loopback(ipaddress.ip_network(item["address"], strict=False)
                                                     .network_address)
     severity = "info" if loopback else "high" if item["wildcard"] else "medium"
-    where = endpoint(item["protocol"], item["address"], item["port"])
     proxy = "; its userland proxy listens on %s" % ", ".join(item["proxy"]) if item.get("proxy") else ""
     return finding(
         "unexpected_published_port", severity, item["protocol"], item["family"], item["address"], item["port"], [],
-        "%s is published to %s by DNAT (%s), %s, but no allowlist entry allows it%s" % (
-            where, who, describe_published(item), "only local clients can connect" if loopback else
+        "%s is published to a container, %s, but no allowlist entry allows it%s" % (
+            describe_published(item), "only local clients can connect" if loopback else
             "reachable without passing the host's input chain", proxy),
         "If it is not needed, %s; if it is, add {port: %s, protocol: %s, published: true} to the allowlist; until "
         "then the Portcullis firewall's forward chain drops new connections to it" % (recreate, low, item["protocol"]))

@@ -333,9 +333,8 @@ def test_unexpected_published_port_severity_by_where_it_is_published():
         "if it is, add {port: 8081, protocol: tcp, published: true} to the allowlist; until then the Portcullis "
         "firewall's forward chain drops new connections to it")
     assert findings[0]["message"] == (
-        "tcp 0.0.0.0:8081 is published to docker container web by DNAT (tcp 0.0.0.0:8081 -> 172.17.0.2:80 (DNAT in "
-        "ip nat chain DOCKER, docker container web)), reachable without passing the host's input chain, but no "
-        "allowlist entry allows it")
+        "tcp 0.0.0.0:8081 -> 172.17.0.2:80 (DNAT in ip nat chain DOCKER, docker container web) is published to a "
+        "container, reachable without passing the host's input chain, but no allowlist entry allows it")
     assert "only local clients can connect" in findings[2]["message"]
     assert [control["id"] for control in findings[0]["controls"]] == ["2.1.22", "4.3.8"]
     assert findings[0]["source"] == "host" and findings[0]["processes"] == []
