@@ -6,7 +6,8 @@
 
 Each host publishes ports the way dockerd does (lab/image/usr/local/sbin/portcullis-lab-publish): a network
 namespace as container `web` behind the bridge docker0 (172.17.0.2, fd17:ac11::2), Docker's iptables-nft rules for
-`docker run --name web -p 8081:80 -p 8082:80 -p 5300:53/udp`, a docker-proxy for 8081 and Docker's config.v2.json.
+`docker run --name web -p 8081:80 -p 8082:80 -p 5300:53/udp`, a docker-proxy for 8081 and Docker's config.v2.json,
+and a second container `db` on the same bridge (172.17.0.3, fd17:ac11::3, tcp 5432) that publishes nothing.
 The connections from the controller to 8081 and 8082 are DNATed in prerouting and forwarded: they never pass the
 input chain. One test switches the host to podman's netavark nftables table instead.
 
@@ -29,6 +30,7 @@ from harness import BLOCK_NEW_SSH, own_lab, stop_masters, wait_for
 PUBLISH = "/usr/local/sbin/portcullis-lab-publish"
 CONTAINER = {"ipv4": "172.17.0.2", "ipv6": "fd17:ac11::2"}
 CONTAINER_ID = "72d3524d58e9e98162baad534cc3d209edd2de5cd84851ad336cae8d27c5e97a"
+DB = {"ipv4": "172.17.0.3", "ipv6": "fd17:ac11::3", "port": 5432}
 FOREIGN_TABLES = ("ip nat", "ip filter", "ip6 nat", "ip6 filter")
 # Only 8082 of the published ports is allowed, and only on the container path.
 ALLOW = [{"port": 22, "comment": "SSH"}, {"port": 8082, "published": True, "comment": "web"}]
@@ -156,6 +158,41 @@ def assert_container_egress(host):
             assert received == [b"from the container"], host.name
 
 
+# An HTTP request to argv[1]:argv[2]; prints the whole answer (the container's rogue closes the connection).
+HTTP_GET = """\
+import socket, sys
+with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5) as connection:
+    connection.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+    answer = b""
+    while True:
+        data = connection.recv(4096)
+        if not data:
+            break
+        answer += data
+print(answer.decode())
+"""
+
+
+def assert_between_containers(host):
+    """Container db reaches container web on its container address (bridged on docker0, no DNAT): a new TCP
+    connection to 172.17.0.2:80, and to [fd17:ac11::2]:80 when the host has IPv6, gets web's HTTP answer."""
+    for family in ("ipv4", "ipv6") if host.ipv6 else ("ipv4",):
+        completed = host.ssh([PUBLISH, "exec", "--container", "db", "--", "python3", "-c", HTTP_GET,
+                              CONTAINER[family], "80"], check=False)
+        assert completed.returncode == 0, (host.name, family, completed)
+        assert completed.stdout.splitlines()[:1] == ["HTTP/1.0 200 OK"], (host.name, family, completed.stdout)
+        assert "portcullis-rogue tcp/80 pid" in completed.stdout, (host.name, family, completed.stdout)
+
+
+def about_db(items):
+    """The items (published ports, listeners, findings) that mention container db, its addresses or its port."""
+    return [item for item in items
+            if item.get("port") in (DB["port"], str(DB["port"])) or item.get("target_port") == DB["port"]
+            or item.get("target_address") in (DB["ipv4"], DB["ipv6"])
+            or (item.get("container") or {}).get("name") == "db"
+            or any(text in json.dumps(item) for text in ("container db", DB["ipv4"], DB["ipv6"], "postgres"))]
+
+
 def test_discovery_lists_the_published_ports_and_their_targets(lab):
     rc, results = run(lab, "portcullis.hardening.listening_ports", {})
     assert rc == 0, failures(results)
@@ -166,7 +203,8 @@ def test_discovery_lists_the_published_ports_and_their_targets(lab):
         if host.ipv6:
             expected += [("tcp", "ipv6", "::", port, CONTAINER["ipv6"], 80, "ip6 nat", "DOCKER") for port in (8081, 8082)]
             expected.append(("udp", "ipv6", "::", 5300, CONTAINER["ipv6"], 53, "ip6 nat", "DOCKER"))
-        assert published_ports(result) == sorted(expected), host.name
+        assert published_ports(result) == sorted(expected), host.name  # db publishes nothing: the same ports
+        assert about_db(result["published"]) == [] and about_db(result["listeners"]) == [], host.name
         for item in result["published"]:
             assert item["origin"] == "iptables-nft" and item["from_interfaces_except"] == ["docker0"], item
             assert item["container"] == {"runtime": "docker", "id": CONTAINER_ID, "name": "web",
@@ -204,11 +242,15 @@ def test_the_audit_reports_published_ports_nothing_allows(lab):
         assert len(reached) == 1 and "published: tcp 0.0.0.0:8081 -> 172.17.0.2:80" in reached[0]["message"], \
             result["findings"]
         assert result["compliant"] is False
+        # Container db publishes nothing and its listener is in its own network namespace: nothing about it.
+        assert about_db(result["findings"]) == [], result["findings"]
 
 
 def test_the_firewall_closes_unallowed_published_ports_and_keeps_the_rest(lab):
     assert_reach(lab, BEFORE)
     assert_container_egress(lab.hosts[0])
+    for host in lab.hosts:
+        assert_between_containers(host)
     before = {host.name: foreign(host) for host in lab.hosts}
 
     rc, results = firewall(lab, check_mode=True)
@@ -237,6 +279,7 @@ def test_the_firewall_closes_unallowed_published_ports_and_keeps_the_rest(lab):
     assert_reach(lab, CLOSED)
     for host in lab.hosts:
         assert_container_egress(host)
+        assert_between_containers(host)  # not DNATed: the published chain never sees it
         assert host.reachable(), host.name
 
     rc, results = firewall(lab)  # idempotent
