@@ -61,6 +61,19 @@ def _own_table(host):
     return listing.stdout
 
 
+def _chain(table_text, name):
+    """The rules (stripped lines) of one chain of a table listing."""
+    lines, inside = [], False
+    for line in table_text.splitlines():
+        if line.strip() == "chain %s {" % name:
+            inside = True
+        elif inside and line.strip() == "}":
+            return lines
+        elif inside:
+            lines.append(line.strip())
+    return lines
+
+
 def test_own_table_is_live_with_policy_drop_and_the_allowlist(host, saved):
     own = _own_table(host)
     assert own == saved["rules"], "the live table differs from what the module rendered"
@@ -68,13 +81,28 @@ def test_own_table_is_live_with_policy_drop_and_the_allowlist(host, saved):
     assert "type filter hook input priority filter; policy drop;" in lines
     assert 'ct state established,related accept comment "portcullis: replies and related traffic"' in lines
     assert 'iif "lo" accept comment "portcullis: loopback"' in lines
-    allowlist = [line for line in lines if 'comment "allowlist[' in line]
+    allowlist = [line for line in _chain(own, "input") if 'comment "allowlist[' in line]
     assert allowlist == [
         'tcp dport 22 accept comment "allowlist[0]: SSH"',
         'tcp dport 8080 accept comment "allowlist[1]: tcp/8080 from anywhere"',
         'ip saddr {net} udp dport 9999 accept comment "allowlist[2]: udp/9999 from {net}"'.format(
             net=saved["lab_network"]),
         'meta nfproto ipv6 tcp dport 8443 accept comment "allowlist[3]: tcp/8443 ipv6 from anywhere"',
+    ]
+    # Ports published to containers: only new DNATed connections reach the published chain, which lets the same
+    # entries in by the original destination port (the host publishes nothing here: no container networks).
+    assert _chain(own, "forward") == [
+        "type filter hook forward priority filter; policy accept;",
+        'ct state new ct status dnat jump published comment "portcullis: new connections to published ports"',
+    ]
+    assert _chain(own, "published") == [
+        'meta l4proto tcp ct original proto-dst 22 accept comment "allowlist[0]: SSH"',
+        'meta l4proto tcp ct original proto-dst 8080 accept comment "allowlist[1]: tcp/8080 from anywhere"',
+        'ip saddr {net} meta l4proto udp ct original proto-dst 9999 accept comment "allowlist[2]: udp/9999 from {net}"'
+        .format(net=saved["lab_network"]),
+        'meta nfproto ipv6 meta l4proto tcp ct original proto-dst 8443 accept comment "allowlist[3]: tcp/8443 ipv6 '
+        'from anywhere"',
+        'drop comment "portcullis: published ports the allowlist does not allow"',
     ]
     assert saved["management_ports"] == []
     assert "management port" not in own  # the allowlist opens 22 itself
