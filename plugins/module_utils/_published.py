@@ -511,13 +511,18 @@ def _proxied_port(listener, process):
     return listener["port"]
 
 
+def proxy_processes(listener):
+    """The processes of a listener that are userland proxies of published ports (PROXY_PROGRAMS)."""
+    return [process for process in listener.get("processes") or [] if process.get("name") in PROXY_PROGRAMS]
+
+
 def link_proxies(listeners, published):
     """Mark the listeners that a userland proxy (docker-proxy, podman's conmon, rootlessport) holds for a published
     port: the listener gets `published: true` and the published port lists it in `proxy`, so that the port counts
     once. Every other listener gets `published: false`. Changes both lists in place."""
     for listener in listeners:
         listener["published"] = False
-        proxies = [process for process in listener.get("processes") or [] if process.get("name") in PROXY_PROGRAMS]
+        proxies = proxy_processes(listener)
         if not proxies:
             continue
         for item in published:

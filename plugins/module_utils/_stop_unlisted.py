@@ -19,11 +19,11 @@ from __future__ import annotations
 import fnmatch
 import os
 
-from ansible_collections.portcullis.hardening.plugins.module_utils._published import PROXY_PROGRAMS
 from ansible_collections.portcullis.hardening.plugins.module_utils._audit import audit_listeners
 from ansible_collections.portcullis.hardening.plugins.module_utils._host import PortcullisError
 from ansible_collections.portcullis.hardening.plugins.module_utils._procnet import endpoint_text
 from ansible_collections.portcullis.hardening.plugins.module_utils._procscan import unit_from_cgroup
+from ansible_collections.portcullis.hardening.plugins.module_utils._published import proxy_processes
 from ansible_collections.portcullis.hardening.plugins.module_utils._session import MAX_ANCESTORS, parent_pid
 from ansible_collections.portcullis.hardening.plugins.module_utils._systemd import (
     SYSTEMCTL,
@@ -55,7 +55,7 @@ def unlisted(listeners, rules, include_loopback=False):
     # runtime; the firewall's forward chain closes the port instead.
     return [(listener, findings[(listener["protocol"], listener["address"], listener["port"])])
             for listener in listeners if (listener["protocol"], listener["address"], listener["port"]) in findings
-            and not any(process.get("name") in PROXY_PROGRAMS for process in listener.get("processes") or [])]
+            and not proxy_processes(listener)]
 
 
 def protected_by(unit, patterns):

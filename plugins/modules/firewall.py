@@ -261,8 +261,9 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._firewall imp
     undo_commands,
 )
 from ansible_collections.portcullis.hardening.plugins.module_utils._host import Host, PortcullisError
-from ansible_collections.portcullis.hardening.plugins.module_utils._listeners import discover_with_published
+from ansible_collections.portcullis.hardening.plugins.module_utils._listeners import discover
 from ansible_collections.portcullis.hardening.plugins.module_utils._nftables import apply_script, render_table
+from ansible_collections.portcullis.hardening.plugins.module_utils._published import link_proxies, read_published
 from ansible_collections.portcullis.hardening.plugins.module_utils._session import (
     established_connections,
     management_session,
@@ -379,17 +380,20 @@ def run(module):
 
     rules = parse_allowlist(params["allow"], name="allow")
     kept = management(rules, params, management_session(), warnings)
-    found = discover_with_published(host, params["close_published"])
-    warnings.extend(found.published_notes)
+    # The table depends on the NAT rules only (the container networks); the listeners matter for the result.
+    publication = read_published(host) if params["close_published"] else None
     desired = render_table(rules, params["policy"], kept, params["log_dropped"],
-                           published=found.container_networks if params["close_published"] else None)
+                           published=publication.container_networks if publication else None)
     if params["confirm"]:
         return confirm(engine, nft, params, desired)
+    warnings.extend(publication.notes if publication else [])
+    listeners = discover().listeners
+    link_proxies(listeners, publication.ports if publication else [])
 
     current = plan(desired, nft)
     persistence = persistence_plan(desired, nft) if params["persist"] else {}
     persisting = any(persistence.get(key) for key in ("file", "include", "service"))
-    closing = closing_ports([item for item in found.listeners if not item["published"]], rules, kept,
+    closing = closing_ports([item for item in listeners if not item["published"]], rules, kept,
                             established_connections())
     if current["table_changed"]:
         warnings.extend(closing_warnings(closing))
@@ -398,7 +402,7 @@ def run(module):
               "closing": closing,
               "diff": {"before": current["live_text"] or "", "after": desired}, "warnings": warnings}
     if params["close_published"]:
-        result.update(published=found.published, closing_published=closing_published(found.published, rules))
+        result.update(published=publication.ports, closing_published=closing_published(publication.ports, rules))
     if module.check_mode:
         try:
             warnings.extend(engine.refuse_if_pending("firewall", check_mode=True))
