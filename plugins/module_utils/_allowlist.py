@@ -141,6 +141,81 @@ def covering_published(rules, protocol, family, low, high):
 _FAMILY_NAMES = {"ipv4": "IPv4", "ipv6": "IPv6"}
 
 
+class Opening:
+    """What the input chain of a firewall must let in for one entry (or a kept management port): a protocol, a
+    port range, a family ("ipv4", "ipv6" or "any") and one source network (None: from anywhere)."""
+
+    __slots__ = ("protocol", "low", "high", "family", "source", "comment")
+
+    def __init__(self, protocol, low, high, family="any", source=None, comment=""):
+        self.protocol = protocol
+        self.low = low
+        self.high = high
+        self.family = family
+        self.source = source
+        self.comment = comment
+
+    def key(self):
+        return (self.protocol, self.low, self.high, self.family, str(self.source) if self.source else "")
+
+    def __eq__(self, other):
+        return isinstance(other, Opening) and self.key() == other.key()
+
+    def __hash__(self):
+        return hash(self.key())
+
+    def __repr__(self):
+        return "Opening(%s)" % ", ".join(repr(part) for part in self.key())
+
+    def families(self):
+        return ("ipv4", "ipv6") if self.family == "any" else (self.family,)
+
+
+def input_openings(rules, management_ports=(), management_comment="management port"):
+    """The openings of an input chain for the allowlist `rules` and the kept management ports, in order.
+
+    Loopback-only and published-only entries open nothing (loopback is always let in; a published port is
+    forwarded, not delivered). An entry with sources opens the port to each source of a family it allows.
+    """
+    openings = []
+    for rule in rules:
+        if rule.bind != "any" or not rule.on_host:
+            continue
+        text = rule.comment or rule.describe()
+        if not rule.sources:
+            openings.append(Opening(rule.protocol, rule.low, rule.high, rule.family, None, text))
+            continue
+        for network in rule.sources:
+            family = "ipv%d" % network.version
+            if rule.covers_family(family):
+                openings.append(Opening(rule.protocol, rule.low, rule.high, family, network, text))
+    for port in management_ports:
+        openings.append(Opening("tcp", port, port, "any", None, management_comment))
+    unique = []
+    for opening in openings:
+        if opening not in unique:
+            unique.append(opening)
+    return unique
+
+
+def opening_covered(openings, protocol, low, high, family, source=None):
+    """Whether `openings` let in everything a rule of another tool lets in: `protocol` ("any" for tcp and udp),
+    ports LOW-HIGH, `family` ("ipv4", "ipv6" or "any") and `source` (a network, None for anywhere)."""
+    protocols = ("tcp", "udp") if protocol == "any" else (protocol,)
+    families = ("ipv4", "ipv6") if family == "any" else (family,)
+    for wanted_protocol in protocols:
+        for wanted_family in families:
+            if source is not None and "ipv%d" % source.version != wanted_family:
+                continue
+            if not any(opening.protocol == wanted_protocol and opening.low <= low and high <= opening.high
+                       and opening.family in ("any", wanted_family)
+                       and (opening.source is None or (source is not None and source.version == opening.source.version
+                                                       and source.subnet_of(opening.source)))
+                       for opening in openings):
+                return False
+    return True
+
+
 def _connection(family, source):
     """(the families a connection may use, its source address or None) from management_gap()'s arguments."""
     if family not in (None, "ipv4", "ipv6"):

@@ -34,7 +34,6 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._published im
 from ansible_collections.portcullis.hardening.plugins.module_utils._systemd import (
     SYSTEMCTL,
     first,
-    is_active,
     is_enabled,
     unit_properties,
 )
@@ -124,19 +123,6 @@ class Nftables:
                                 "tell where to persist; set persist: false (nothing was changed)"
                                 % (NFTABLES_SERVICE, "; ".join(properties.get("ExecStart", [])) or "none"))
         return path
-
-    def active_managers(self):
-        """Other firewall managers that are running: ufw and firewalld."""
-        found = []
-        if is_active(self.host, "firewalld.service"):
-            found.append("firewalld")
-        for ufw in ("/usr/sbin/ufw", "/sbin/ufw"):
-            if self.host.exists(ufw):
-                rc, out, _err = self.host.run([ufw, "status"])
-                if rc == 0 and "Status: active" in out:
-                    found.append("ufw")
-                break
-        return found
 
     # --- Portcullis's own record -----------------------------------------------------------------
 

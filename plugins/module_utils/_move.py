@@ -13,8 +13,10 @@ still armed - or rolled back. Private to the collection.
 from __future__ import annotations
 
 import contextlib
+import shlex
 import time
 
+from ansible_collections.portcullis.hardening.plugins.module_utils._backends import backend_for, choose
 from ansible_collections.portcullis.hardening.plugins.module_utils._firewall import (
     FirewallError,
     Nftables,
@@ -36,7 +38,7 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._nftables imp
 )
 from ansible_collections.portcullis.hardening.plugins.module_utils._procnet import endpoint_text
 from ansible_collections.portcullis.hardening.plugins.module_utils._text import printable
-from ansible_collections.portcullis.hardening.plugins.module_utils._transaction import Engine, new_token
+from ansible_collections.portcullis.hardening.plugins.module_utils._transaction import Engine, file_diff, new_token
 
 # How long a daemon may take to listen as expected after a reload or restart.
 LISTEN_WAIT_SECONDS = 15
@@ -91,12 +93,41 @@ def wait_until_listening(get_listening, what, wanted_ports, gone_ports, step, wa
         sleep(LISTEN_POLL_SECONDS)
 
 
+def plan_backend_move(backend, old_ports, port, warnings):
+    """The move in an active ufw or firewalld: the new port opened beside the old ones (transition), then the old
+    ones closed (final: the transition's commands again - both backends take an existing rule as done - then the
+    old rules' removal, so that one step alone is complete too)."""
+    moving = backend.move(old_ports, port)
+    info = {"managed": True, "backend": backend.name, "before": moving["before"], "transition": None, "final": None,
+            "moved": moving["moved"], "undo": moving["undo"], "paths": moving["paths"]}
+    if moving["transition"] or moving["final"]:
+        info["transition"] = {"backend": backend.name, "commands": moving["transition"]}
+        info["final"] = {"backend": backend.name, "commands": moving["transition"] + moving["final"]}
+    for rule in moving["remaining"] if info["final"] else []:
+        warnings.append("%s still opens an old port after the move, through `%s`, which this module does not edit; "
+                        "update the allowlist and run the firewall" % (backend.name, rule))
+    return info
+
+
+def firewall_diff(firewall):
+    """The move's firewall change, for --diff: the table (nftables), or the backend's rules and the commands that
+    move them (ufw, firewalld)."""
+    if not firewall.get("backend"):
+        return file_diff("nft list table inet portcullis", firewall["before"], firewall["final"])
+    commands = "".join("# %s\n" % shlex.join(argv) for argv in firewall["final"]["commands"])
+    return file_diff(firewall["backend"], firewall["before"], firewall["before"] + "# the move runs:\n" + commands)
+
+
 def plan_firewall(nft, old_ports, port, wanted, warnings):
     """The Portcullis table with the new port opened beside the old ones (transition) and the old ones closed
-    (final). `wanted` is manage_firewall: None (when there is a table), True (must), False (never)."""
+    (final). `wanted` is manage_firewall: None (when there is a table), True (must), False (never). With an active
+    ufw or firewalld, the move happens there instead (plan_backend_move)."""
     info = {"managed": False, "before": None, "transition": None, "final": None, "moved": 0}
     if wanted is False:
         return info
+    name, _why = choose(nft.host, "auto")
+    if name != "nftables":
+        return plan_backend_move(backend_for(name, nft.host), old_ports, port, warnings)
     try:
         live_text, _normal = nft.live_table()
     except FirewallError as exc:
@@ -155,7 +186,11 @@ class Move:
         live = []
         boot = list(boot_commands)
         files = {}
-        if firewall["final"]:
+        if firewall["final"] and firewall.get("backend"):
+            paths += firewall["paths"]
+            live += firewall["undo"]  # the files back first, then the backend's live rules
+            data = dict(data or {}, firewall_final=firewall["final"], firewall_persisted=False)
+        elif firewall["final"]:
             persisted = self.host.exists(PERSIST_FILE)
             paths += persisted_paths(self.nft, persisted)
             files = rollback_files(firewall["before"])
@@ -166,10 +201,13 @@ class Move:
         return self.engine.arm(self.kind, token, description, sorted(set(paths)), timeout, live_commands=live,
                                boot_commands=boot, files=files, data=data)
 
-    def set_firewall(self, text):
-        """Put `text` live as the Portcullis table (the rollback is armed)."""
-        self.nft.load(apply_script(text), "setting the Portcullis table")
-        record_live(text, self.nft)
+    def set_firewall(self, step):
+        """Put a step live (the rollback is armed): the Portcullis table's text, or a backend's commands."""
+        if isinstance(step, dict):
+            backend_for(step["backend"], self.host).apply(step, "moving the port in %s" % step["backend"])
+            return
+        self.nft.load(apply_script(step), "setting the Portcullis table")
+        record_live(step, self.nft)
 
     def require(self, token, step):
         return self.engine.require(token, self.kind, step)

@@ -20,6 +20,7 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._host import 
 from ansible_collections.portcullis.hardening.plugins.module_utils._move import (
     Move,
     MoveError,
+    firewall_diff,
     listening_of,
     plan_firewall,
     port_holders_of,
@@ -154,9 +155,10 @@ def plan(host, params):
     changed = bool(edits) or bool(firewall["final"]) or ports != [port]
     diff = [file_diff(path, host.read(path), text) for path, text in sorted(edits.items())]
     if firewall["final"]:
-        diff.append(file_diff("nft list table inet portcullis", firewall["before"], firewall["final"]))
+        diff.append(firewall_diff(firewall))
     return {"changed": changed, "port": port, "previous_port": old, "listening_before": [a for a, _p in listening],
-            "firewall": {"managed": firewall["managed"], "rules_moved": firewall["moved"]},
+            "firewall": {"managed": firewall["managed"], "rules_moved": firewall["moved"],
+                         "backend": firewall.get("backend") or ("nftables" if firewall["managed"] else None)},
             "warnings": warnings, "diff": diff, "_plan": {"edits": edits, "firewall": firewall, "units": units}}
 
 

@@ -25,6 +25,7 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._host import 
 from ansible_collections.portcullis.hardening.plugins.module_utils._move import (
     Move,
     MoveError,
+    firewall_diff,
     listening_of,
     plan_firewall,
     port_holders_of,
@@ -252,7 +253,7 @@ def plan(host, params):
     if socket_final:
         diff.append(file_diff(SOCKET_DROP_IN, host.read(SOCKET_DROP_IN), socket_final))
     if firewall["final"]:
-        diff.append(file_diff("nft list table inet portcullis", firewall["before"], firewall["final"]))
+        diff.append(firewall_diff(firewall))
     for command in selinux["apply"]:
         diff.append(file_diff("SELinux port label", "%d/tcp: %s\n" % (port, selinux["type_before"] or "(none)"),
                               " ".join(command) + "\n"))
@@ -265,7 +266,8 @@ def plan(host, params):
         "service": service,
         "listening_before": [address for address, _port in listening],
         "selinux": {"mode": selinux["mode"], "type_before": selinux["type_before"], "commands": selinux["apply"]},
-        "firewall": {"managed": firewall["managed"], "rules_moved": firewall["moved"]},
+        "firewall": {"managed": firewall["managed"], "rules_moved": firewall["moved"],
+                     "backend": firewall.get("backend") or ("nftables" if firewall["managed"] else None)},
         "warnings": warnings,
         "diff": diff,
         # What the later steps write, computed once here.

@@ -59,7 +59,7 @@ BOOT_UNIT = """\
 Description=Portcullis: undo an unconfirmed change before sshd and the firewall start
 DefaultDependencies=no
 After=local-fs.target
-Before=sysinit.target shutdown.target network-pre.target nftables.service ssh.socket ssh.service sshd.service
+Before=sysinit.target shutdown.target network-pre.target nftables.service ufw.service firewalld.service ssh.socket ssh.service sshd.service
 Conflicts=shutdown.target
 ConditionPathExists=%(script)s
 

@@ -7,12 +7,20 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: firewall
-short_description: Default-deny nftables firewall from an allowlist, that keeps other rules and cannot lock you out
+short_description: Default-deny firewall from an allowlist (nftables, ufw or firewalld) that cannot lock you out
 version_added: 0.1.0
 description:
-  - Enforces O(allow) at the network layer with nftables, in a table of its own (C(table inet portcullis)). It
-    never flushes the ruleset and never touches another table, so Docker, libvirt or Debian's own rules stay
-    as they are.
+  - Enforces O(allow) at the network layer in the firewall the host runs (O(backend)) - an active ufw, a running
+    firewalld, or else nftables, in a table of its own (C(table inet portcullis)). It never flushes a ruleset and
+    never touches another table, so Docker, libvirt or Debian's own rules stay as they are.
+  - "With ufw and firewalld the allowlist has the same meaning: ports and ranges, tcp/udp, family, sources,
+    O(allow[].bind=loopback) opens nothing, the management port is kept, default deny incoming, and every allow the
+    allowlist does not have is removed. ufw: the incoming rules of every interface (routed and outgoing rules stay)
+    and the default incoming policy, with ufw's own commands; Portcullis's rules carry a C(portcullis) comment.
+    firewalld: the default zone and every active zone except those with target ACCEPT, runtime and permanent alike
+    (O(persist)), with C(firewall-cmd); ports, services, protocols, source ports and accepting rich rules the
+    allowlist does not cover are removed, the zone's target, ICMP handling, C(dhcpv6-client), forward ports and
+    masquerading stay. Their ICMP and ICMPv6 defaults stay as the backend has them."
   - The input chain drops (or rejects, O(policy)) everything except established and related traffic, loopback,
     essential ICMP and ICMPv6 (neighbour discovery, router advertisements, packet-too-big, errors, rate-limited
     echo), the management port and the allowlist, for IPv4 and IPv6 alike. Outgoing traffic is not filtered.
@@ -71,8 +79,16 @@ options:
     default: drop
   backend:
     description:
-      - V(auto) uses nftables, unless ufw or firewalld is active on the host, in which case the task fails
-        rather than fight them (their backends are not supported yet). V(ufw) and V(firewalld) fail likewise.
+      - V(auto) uses ufw when it is active, firewalld when it is running, and nftables otherwise; RV(backend) and
+        RV(backend_reason) say which and why. One host needs one authority (an accept in one netfilter table never
+        overrides a drop in another), so an explicit backend fails, before anything changes, when another of them
+        is active, and the task fails when ufw and firewalld are both active.
+      - V(ufw) on a host where ufw is installed but inactive enables it, once the allowlist's rules are in.
+        V(firewalld) needs firewalld running.
+      - With ufw or firewalld, a Portcullis nftables table left from V(nftables) makes the task fail until
+        O(state=absent) with O(backend=nftables) removes it.
+      - O(log_dropped) and O(close_published) work with nftables only; with the others a warning names every
+        published port the allowlist does not allow.
     type: str
     choices: [auto, nftables, ufw, firewalld]
     default: auto
@@ -100,6 +116,8 @@ options:
         there rolls the change back.
       - When C(nftables.service) is not installed, or loads no file, the task fails before anything changes;
         set V(false) then.
+      - firewalld - V(true) changes the permanent configuration as well as the runtime one; V(false) the runtime
+        only. ufw writes every rule to C(/etc/ufw) itself, so V(false) fails with it.
     type: bool
     default: true
   confirm_timeout:
@@ -113,6 +131,11 @@ options:
       - V(absent) deletes the own table, the persisted file and the include line, and nothing else. It removes
         the file that loads the table and C(/etc/nftables.d) only when Portcullis created them and nothing
         else is in them, and disables C(nftables.service) only when Portcullis enabled it.
+      - With ufw it deletes the rules with a C(portcullis) comment, puts back the default incoming policy it
+        replaced and disables ufw when Portcullis enabled it; with firewalld it removes the elements Portcullis
+        added (kept in C(/var/lib/portcullis/firewall.json)), runtime and permanent. What it removed from other
+        tools stays removed.
+      - With O(backend=auto) it cleans every backend that has something of Portcullis's.
       - V(absent) is refused while a change is armed on the host.
     type: str
     choices: [present, absent]
@@ -162,16 +185,49 @@ EXAMPLES = r"""
   check_mode: true
   diff: true
 
-- name: Remove the Portcullis table and its persistence
+- name: Remove what Portcullis added (its table, its ufw rules, its firewalld elements)
   portcullis.hardening.firewall:
     state: absent
+
+- name: Enforce the allowlist with the host's ufw, and fail if ufw is not what runs there
+  portcullis.hardening.firewall:
+    backend: ufw
+    allow:
+      - {port: 22}
+      - {port: 443}
 """
 
 RETURN = r"""
-rules:
-  description: The own table as rendered (what is live after the task, unless it failed).
+backend:
+  description: The firewall that enforces the allowlist - V(nftables), V(ufw) or V(firewalld).
+  returned: always
+  type: str
+  version_added: 0.1.0
+backend_reason:
+  description: Why that backend, in words (what O(backend=auto) found active, or that it was asked for).
   returned: state is present
   type: str
+  sample: ufw is active on this host (backend: auto)
+  version_added: 0.1.0
+rules:
+  description:
+    - The own table as rendered (what is live after the task, unless it failed). With ufw, its default incoming
+      policy and incoming rules, as ufw commands; with firewalld, the managed elements of each managed zone, runtime
+      and permanent, as C(firewall-cmd --list-all) prints them.
+  returned: state is present
+  type: str
+commands:
+  description: The ufw or firewall-cmd commands the task ran (in check mode, would run), in order.
+  returned: state is present and the backend is ufw or firewalld
+  type: list
+  elements: str
+  version_added: 0.1.0
+removed_rules:
+  description: The allows of ufw or firewalld that the allowlist does not have, which the task removed (would remove).
+  returned: the backend is ufw or firewalld
+  type: list
+  elements: str
+  version_added: 0.1.0
 management_ports:
   description: Ports kept open besides O(allow) (empty when O(allow) opens the management port itself).
   returned: state is present
@@ -237,11 +293,22 @@ host_state:
   sample: the previous configuration
 """
 
+import contextlib
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.portcullis.hardening.plugins.module_utils._allowlist import (
+    input_openings,
     management_gap,
     parse_allowlist,
+)
+from ansible_collections.portcullis.hardening.plugins.module_utils._backends import (
+    backend_for,
+    choose,
+    detect,
+    enforce,
+    save_record,
+    text_of,
 )
 from ansible_collections.portcullis.hardening.plugins.module_utils._firewall import (
     KIND,
@@ -270,6 +337,7 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._session impo
 )
 from ansible_collections.portcullis.hardening.plugins.module_utils._specs import FIREWALL_SPEC
 from ansible_collections.portcullis.hardening.plugins.module_utils._transaction import ChangePending, Engine, RolledBack, new_token
+from ansible_collections.portcullis.hardening.plugins.module_utils._ufw import Ufw
 
 ARGUMENT_SPEC = FIREWALL_SPEC
 
@@ -302,16 +370,9 @@ def management(rules, params, session, warnings):
     return kept
 
 
-def check_backend(module, nft):
-    backend = module.params["backend"]
-    if backend in ("ufw", "firewalld"):
-        raise FirewallError("backend: %r is not supported yet; use nftables (auto)" % backend)
+def check_nft(module):
     if not module.get_bin_path("nft"):
         raise FirewallError("nft was not found on the host: install the nftables package")
-    others = nft.active_managers()
-    if others:
-        raise FirewallError("%s is active on this host; Portcullis will not fight it with a second firewall. "
-                            "Disable it, or wait for the %s backend" % (" and ".join(others), others[0]))
 
 
 def confirm(engine, nft, params, desired):
@@ -362,26 +423,102 @@ def apply(engine, nft, params, desired, result, warnings):
     return result
 
 
+def remove_everywhere(module, host, engine, nft, requested, warnings):
+    """state=absent: what Portcullis added, removed from the backend asked for; with auto, from every backend that
+    has some (its nftables table, its ufw rules, its firewalld elements), and nothing else."""
+    names = [requested] if requested != "auto" else [
+        name for name, present in (("nftables", bool(module.get_bin_path("nft"))), ("ufw", Ufw(host).installed()),
+                                   ("firewalld", detect(host)["firewalld"])) if present]
+    result = {"changed": False, "diff": [], "backend": requested, "removed": []}
+    with contextlib.ExitStack() as stack:
+        if not module.check_mode:
+            stack.enter_context(engine.locked("firewall state=absent"))
+            warnings.extend(engine.refuse_if_pending("firewall state=absent"))
+        for name in names:
+            if name == "nftables":
+                check_nft(module)
+                removed = remove(nft, module.check_mode)
+                result["diff"].append(removed["diff"])
+                result["changed"] = result["changed"] or removed["changed"]
+                continue
+            choose(host, name, absent=True)
+            backend = backend_for(name, host)
+            change = backend.removal()
+            result["diff"].append({"before_header": name, "after_header": name, "before": change["before"],
+                                   "after": change["after"]})
+            result["removed"] += change["removed"]
+            if change["changed"]:
+                result["changed"] = True
+                if not module.check_mode:
+                    backend.apply(change, "removing Portcullis's %s rules" % name)
+            if not module.check_mode:
+                save_record(nft, name, None)
+    if len(result["diff"]) == 1:
+        result["diff"] = result["diff"][0]
+    result["warnings"] = warnings
+    return result
+
+
+def run_backend(module, host, engine, backend, why, rules, kept, publication, warnings):
+    """The allowlist in ufw or firewalld: plan in its words, then through the change engine."""
+    params = module.params
+    if params["confirm"]:
+        with engine.locked("confirm"):
+            engine.commit(params["confirm"], KIND, "confirm")
+        return {"changed": True, "confirmed": True, "backend": backend.name}
+    change = backend.plan(input_openings(rules, kept), params["policy"], params["persist"])
+    warnings.extend(change["warnings"])
+    listeners = discover().listeners
+    link_proxies(listeners, publication.ports if publication else [])
+    closing = closing_ports([item for item in listeners if not item["published"]], rules, kept,
+                            established_connections())
+    if change["changed"]:
+        warnings.extend(closing_warnings(closing))
+    if publication:
+        warnings.extend(publication.notes)
+        for item in closing_published(publication.ports, rules):
+            warnings.append("%s is published to a container and not allowed, but the %s backend does not filter "
+                            "forwarded traffic: it stays reachable (close_published works with the nftables "
+                            "backend)" % (item["to"], backend.name))
+    result = {"changed": change["changed"], "backend": backend.name, "backend_reason": why,
+              "rules": change["after"], "commands": text_of(change["commands"]), "removed_rules": change["removed"],
+              "management_ports": kept, "closing": closing, "persistence": {},
+              "diff": {"before_header": backend.name, "after_header": backend.name, "before": change["before"],
+                       "after": change["after"]}, "warnings": warnings}
+    if module.check_mode:
+        try:
+            warnings.extend(engine.refuse_if_pending("firewall", check_mode=True))
+        except ChangePending as exc:
+            warnings.append("a real run would refuse now: %s" % exc)
+        return result
+    if not change["changed"]:
+        with engine.locked("firewall"):
+            warnings.extend(engine.refuse_if_pending("firewall"))
+        return result
+    return enforce(engine, backend, input_openings(rules, kept), params, result, warnings, KIND)
+
+
 def run(module):
     params = module.params
     host = Host(module.run_command)
     nft = Nftables(host)
     engine = Engine(host)
-    check_backend(module, nft)
     warnings = []
     if params["state"] == "absent":
-        if module.check_mode:
-            return remove(nft, True)
-        with engine.locked("firewall state=absent"):
-            warnings.extend(engine.refuse_if_pending("firewall state=absent"))
-            result = remove(nft, False)
-        result["warnings"] = warnings
-        return result
-
+        return remove_everywhere(module, host, engine, nft, params["backend"], warnings)
+    name, why = choose(host, params["backend"])
     rules = parse_allowlist(params["allow"], name="allow")
     kept = management(rules, params, management_session(), warnings)
     # The table depends on the NAT rules only (the container networks); the listeners matter for the result.
     publication = read_published(host) if params["close_published"] else None
+    if name != "nftables":
+        if nft.live_table()[0] is not None and module.get_bin_path("nft"):
+            raise FirewallError("%s is the firewall here (%s), but the Portcullis nftables table (table inet "
+                                "portcullis, from backend: nftables) is still live and would drop what %s allows; "
+                                "remove it first with state: absent, backend: nftables (nothing was changed)"
+                                % (name, why, name))
+        return run_backend(module, host, engine, backend_for(name, host), why, rules, kept, publication, warnings)
+    check_nft(module)
     desired = render_table(rules, params["policy"], kept, params["log_dropped"],
                            published=publication.container_networks if publication else None)
     if params["confirm"]:
@@ -397,7 +534,7 @@ def run(module):
                             established_connections())
     if current["table_changed"]:
         warnings.extend(closing_warnings(closing))
-    result = {"changed": current["table_changed"] or persisting,
+    result = {"changed": current["table_changed"] or persisting, "backend": "nftables", "backend_reason": why,
               "rules": desired, "management_ports": kept, "persistence": persistence_summary(persistence),
               "closing": closing,
               "diff": {"before": current["live_text"] or "", "after": desired}, "warnings": warnings}

@@ -18,6 +18,7 @@ import os
 import pytest
 
 from ansible_collections.portcullis.hardening.plugins.module_utils._allowlist import parse_allowlist
+from ansible_collections.portcullis.hardening.plugins.module_utils._backends import detect
 from ansible_collections.portcullis.hardening.plugins.module_utils._firewall import (
     NEW_CONF,
     PERSIST_FILE,
@@ -687,12 +688,12 @@ def test_management_refuses_to_cut_this_connection_when_told_not_to_keep_it():
 # --- other firewall managers ------------------------------------------------------------------------------------
 
 def test_other_firewall_managers_are_detected(fw, tmp_path):
-    assert fw.nft.active_managers() == []  # no ufw installed: not even asked
+    assert detect(fw.host) == {"ufw": False, "firewalld": False}  # no ufw installed: not even asked
     assert fw.system.calls == [["systemctl", "is-active", "--quiet", "firewalld.service"]]
     write_host_file(tmp_path, "/usr/sbin/ufw", "#!/bin/sh\n")
-    fw.system.respond(["/usr/sbin/ufw", "status"], out="Status: active\n\nTo Action From\n")
+    fw.system.respond(["ufw", "status"], out="Status: active\n\nTo Action From\n")
     fw.system.respond(["systemctl", "is-active", "--quiet", "firewalld.service"])
-    assert fw.nft.active_managers() == ["firewalld", "ufw"]
+    assert detect(fw.host) == {"ufw": True, "firewalld": True}
 
 
 def test_remove_in_check_mode_changes_nothing(tmp_path):

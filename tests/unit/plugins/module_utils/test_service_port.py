@@ -204,7 +204,7 @@ def test_plan_refuses_a_port_another_process_holds(tmp_path):
 def test_plan_moves_the_allowlist_rule_with_its_sources(tmp_path):
     result = plan(Web(tmp_path, table=TABLE_8080).web, params())
     final = result["_plan"]["firewall"]["final"]
-    assert result["firewall"] == {"managed": True, "rules_moved": 1}
+    assert result["firewall"] == {"managed": True, "rules_moved": 1, "backend": "nftables"}
     assert "ip saddr 10.0.0.0/8 tcp dport 8081 accept" in final and "dport 8080" not in final
     assert final == TABLE_8081
 

@@ -271,7 +271,7 @@ def test_plan_debian_from_22_to_2222(tmp_path):
     assert result["service"] == "ssh.service"
     assert result["listening_before"] == ["0.0.0.0:22", "[::]:22"]
     assert result["warnings"] == []
-    assert result["firewall"] == {"managed": False, "rules_moved": 0}
+    assert result["firewall"] == {"managed": False, "rules_moved": 0, "backend": None}
     assert result["selinux"] == {"mode": "disabled", "type_before": None, "commands": []}
     steps = result["_plan"]
     assert sorted(steps["final_edits"]) == [OWN_DROP_IN]
@@ -421,7 +421,7 @@ def test_plan_bad_port_line_is_an_error(tmp_path):
 def test_plan_moves_the_firewall_management_port(tmp_path):
     fake = Sshd(tmp_path, table=TABLE_22)
     result = plan(fake.sshd, params())
-    assert result["firewall"] == {"managed": True, "rules_moved": 1}
+    assert result["firewall"] == {"managed": True, "rules_moved": 1, "backend": "nftables"}
     firewall = result["_plan"]["firewall"]
     assert firewall["final"] == TABLE_2222
     assert firewall["transition"] == TABLE_BOTH
@@ -443,7 +443,7 @@ def test_plan_warns_about_a_range_rule_that_keeps_the_old_port_open(tmp_path):
 def test_plan_manage_firewall_true_without_a_table_warns(tmp_path):
     fake = Sshd(tmp_path)
     result = plan(fake.sshd, params(manage_firewall=True))
-    assert result["firewall"] == {"managed": False, "rules_moved": 0}
+    assert result["firewall"] == {"managed": False, "rules_moved": 0, "backend": None}
     assert any("no Portcullis firewall table" in warning for warning in result["warnings"])
 
 
@@ -451,7 +451,7 @@ def test_plan_manage_firewall_true_without_a_table_warns(tmp_path):
 def test_plan_manage_firewall_false_does_not_read_the_table(tmp_path):
     fake = Sshd(tmp_path, table=TABLE_22)
     result = plan(fake.sshd, params(manage_firewall=False))
-    assert result["firewall"] == {"managed": False, "rules_moved": 0}
+    assert result["firewall"] == {"managed": False, "rules_moved": 0, "backend": None}
     assert not [argv for argv in fake.system.calls if argv[0] == "nft"]
 
 
