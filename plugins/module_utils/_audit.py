@@ -13,7 +13,13 @@ from __future__ import annotations
 import ipaddress
 import os
 
-from ansible_collections.portcullis.hardening.plugins.module_utils._allowlist import covering_published
+from ansible_collections.portcullis.hardening.plugins.module_utils._allowlist import covering_published, input_openings
+from ansible_collections.portcullis.hardening.plugins.module_utils._filters import (
+    closed_port,
+    nft_filters,
+    probe_packets,
+    ufw_filter,
+)
 from ansible_collections.portcullis.hardening.plugins.module_utils._published import (
     container_text,
     describe as describe_published,
@@ -30,6 +36,7 @@ BENCHMARK = "CIS Debian Linux 12 Benchmark"
 BENCHMARK_VERSION = "v1.1.0"
 CONTROL_TITLES = {
     "2.1.22": "Ensure only approved services are listening on a network interface",
+    "4.1.1": "Ensure a single firewall configuration utility is in use",
     "4.2.6": "Ensure ufw firewall rules exist for all open ports",
     "4.3.8": "Ensure nftables default deny firewall policy",
     "4.4.2.4": "Ensure iptables firewall rules exist for all open ports",
@@ -45,6 +52,8 @@ KIND_CONTROLS = {
     "listening_but_filtered": ("4.3.8",) + OPEN_PORT_RULES,
     "udp_open_or_filtered": ("4.3.8",) + OPEN_PORT_RULES,
     "unexpected_published_port": ("2.1.22", "4.3.8"),
+    "allowed_but_filtered": ("4.3.8",) + OPEN_PORT_RULES,
+    "firewall_inactive": ("4.1.1", "4.3.8"),
 }
 SEVERITIES = ("high", "medium", "low", "info")
 
@@ -209,6 +218,57 @@ def audit_listeners(listeners, rules, include_loopback=False, published=()):
                 "Remove allowlist[%d] if the service was retired (a firewall built from the allowlist opens "
                 "the port for nothing), or start the service" % rule.index, rule.index))
     return sort_findings(findings)
+
+
+def _verdicts(document, ufw_state, packet):
+    """What every active filter of the input path does to a new connection: [{"filter", "verdict", "where"}], notes.
+    With ufw active, its own tables (ip filter, ip6 filter) are judged by its rules, not walked."""
+    skip = (("ip", "filter"), ("ip6", "filter")) if ufw_state is not None else ()
+    results, notes = nft_filters(document, packet, skip)
+    if ufw_state is not None:
+        results.append(ufw_filter(ufw_state, packet))
+    return results, notes
+
+
+def filter_findings(rules, document, ufw_state=None, expect_default_deny=False):
+    """(findings, notes) on the host's filters: an allowlisted port that an active filter drops
+    (allowed_but_filtered), and, when the allowlist is meant to be enforced with default deny, a family for which
+    no filter denies anything (firewall_inactive). `document`: `nft -j list ruleset`; `ufw_state`: an active ufw."""
+    findings, notes = [], []
+    for packet in probe_packets(input_openings(rules)):
+        verdicts, found_notes = _verdicts(document, ufw_state, packet)
+        notes += [note for note in found_notes if note not in notes]
+        for verdict in verdicts:
+            if verdict["verdict"] != "drop":
+                continue
+            entries = [rule for rule in rules if rule.protocol == packet["protocol"] and rule.covers_port(packet["port"])
+                       and rule.covers_family(packet["family"]) and rule.bind == "any" and rule.on_host
+                       and not rule.sources]
+            index = entries[0].index if entries else None
+            findings.append(finding(
+                "allowed_but_filtered", "medium", packet["protocol"], packet["family"], None, packet["port"], [],
+                "%d/%s is allowed (allowlist[%s]) but %s drops new %s connections to it: %s" % (
+                    packet["port"], packet["protocol"], index, verdict["filter"], packet["family"], verdict["where"]),
+                "Apply the allowlist with portcullis.hardening.firewall (it uses the active ufw or firewalld), or "
+                "change what drops it (%s); an accept in one table never overrides a drop in another" % verdict["where"],
+                index))
+    if expect_default_deny:
+        openings = input_openings(rules)
+        for family in ("ipv4", "ipv6"):
+            port = closed_port(openings, "tcp", family)
+            if port is None:
+                continue
+            verdicts, found_notes = _verdicts(document, ufw_state, {"protocol": "tcp", "port": port, "family": family})
+            notes += [note for note in found_notes if note not in notes]
+            if not any(verdict["verdict"] == "drop" for verdict in verdicts):
+                seen = ", ".join("%s accepts (%s)" % (item["filter"], item["where"]) for item in verdicts)
+                findings.append(finding(
+                    "firewall_inactive", "high", "tcp", family, None, port, [],
+                    "no active firewall denies new %s connections by default: a port the allowlist does not have "
+                    "(%d/tcp) gets in (%s)" % (family, port, seen or "no input filter at all"),
+                    "Enforce the allowlist with portcullis.hardening.firewall (backend auto: the active ufw or "
+                    "firewalld, else a nftables table of its own); with ufw, make sure IPV6=yes"))
+    return sort_findings(findings), notes
 
 
 WILDCARD_V4 = (ipaddress.ip_address(0), ipaddress.ip_address("::ffff:0:0"))

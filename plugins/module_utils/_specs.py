@@ -17,6 +17,7 @@ PORT_AUDIT_SPEC = {
     "listeners": {"type": "list", "elements": "dict"},
     "include_loopback": {"type": "bool", "default": False},
     "include_published": {"type": "bool", "default": True},
+    "expect_default_deny": {"type": "bool", "default": False},
     # Used by the action plugin on the controller; accepted by the module so that it documents one interface.
     "probe": {"type": "bool", "default": True},
     "probe_addresses": {"type": "list", "elements": "str", "default": []},

@@ -73,6 +73,18 @@ options:
     type: bool
     default: true
     version_added: 0.1.0
+  expect_default_deny:
+    description:
+      - The allowlist is meant to be enforced with default deny (a firewall built from it). When no active filter
+        of the input path drops a port the allowlist does not have, for IPv4 or for IPv6, that is a
+        C(firewall_inactive) finding (ufw inactive, firewalld stopped, IPv6 left open).
+      - Whatever this says, an allowlisted port that an active filter drops (a foreign nftables table, a ufw deny,
+        ufw's or a firewalld zone's default deny) is an C(allowed_but_filtered) finding. The filters are judged from
+        C(nft -j list ruleset) and ufw's own rules; tables of iptables-nft (C(xt) matches) that ufw does not own are
+        not judged, and a warning says so.
+    type: bool
+    default: false
+    version_added: 0.1.0
   probe:
     description:
       - Probe the host's TCP ports from the controller and add what a network client sees to the findings.
@@ -236,20 +248,43 @@ probe:
       type: dict
 """
 
+import json
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.portcullis.hardening.plugins.module_utils._allowlist import parse_allowlist
 from ansible_collections.portcullis.hardening.plugins.module_utils._audit import (
     audit_listeners,
+    filter_findings,
     is_compliant,
     normalise_listeners,
+    sort_findings,
 )
 from ansible_collections.portcullis.hardening.plugins.module_utils._host import Host, PortcullisError
 from ansible_collections.portcullis.hardening.plugins.module_utils._listeners import discover_with_published
-from ansible_collections.portcullis.hardening.plugins.module_utils._published import link_proxies, read_published
+from ansible_collections.portcullis.hardening.plugins.module_utils._published import NFT_RULESET, link_proxies, read_published
 from ansible_collections.portcullis.hardening.plugins.module_utils._specs import PORT_AUDIT_SPEC
+from ansible_collections.portcullis.hardening.plugins.module_utils._ufw import Ufw
 
 ARGUMENT_SPEC = PORT_AUDIT_SPEC
+
+
+def read_ruleset(host, notes):
+    """`nft -j list ruleset` as a document ({} with a note when it cannot be read)."""
+    rc, out, err = host.run(NFT_RULESET)
+    try:
+        return json.loads(out) if rc == 0 and out.strip() else {}
+    except ValueError:
+        notes.append("the filters were not judged: nft -j list ruleset printed no JSON (rc=%d): %s" % (rc, err.strip()))
+        return {}
+
+
+def active_ufw(host):
+    """ufw's state when ufw is active, else None."""
+    ufw = Ufw(host)
+    if not (ufw.installed() and ufw.active()):
+        return None
+    return ufw.read()
 
 
 def run(params, host):
@@ -266,6 +301,10 @@ def run(params, host):
         else:
             link_proxies(listeners, [])
     findings = audit_listeners(listeners, rules, params["include_loopback"], published)
+    filtered, filter_notes = filter_findings(rules, read_ruleset(host, notes), active_ufw(host),
+                                             params["expect_default_deny"])
+    findings = sort_findings(findings + filtered)
+    notes = notes + filter_notes
     return {
         "changed": False,
         "compliant": is_compliant(findings),

@@ -85,6 +85,16 @@ KINDS = {
         "A port is published to a container (docker run -p, podman -p, a hostPort): the host rewrites its "
         "destination (DNAT) and forwards it to the container, so it bypasses the host's input chain and often has no "
         "socket on the host. No allowlist entry allows it."),
+    "allowed_but_filtered": Kind(
+        "AllowedButFiltered", "Allowed port dropped by a filter", "no allowlisted port dropped by an active filter",
+        "medium",
+        "The allowlist allows a port, but one of the host's active filters (a nftables table, ufw, firewalld) "
+        "drops new connections to it. netfilter runs every filter of the input path and an accept in one never "
+        "overrides a drop in another, so the allowlist's promise is false."),
+    "firewall_inactive": Kind(
+        "FirewallInactive", "No default-deny firewall", "a firewall denies by default, for IPv4 and IPv6", "high",
+        "The allowlist is meant to be enforced with default deny, but no active filter of the input path drops a "
+        "port the allowlist does not have, for one family at least (IPv6 left open is the usual case)."),
 }
 KIND_ORDER = tuple(KINDS)
 # JUnit test cases every audited host gets, findings or not: these checks concern no allowlist entry.
@@ -180,10 +190,12 @@ def build_report(results_by_host, generated_at, tool_version, previous=None):
 # --- drift: what changed since the previous report ------------------------------------------------
 
 NOT_AUDITED = ("unreachable", "failed")
-FINDING_FIELDS = ("kind", "protocol", "address", "port")  # with the host: the identity of a finding (fingerprint)
+# With the host: the identity of a finding (fingerprint). The family tells apart the findings that have no address
+# (an allowlist entry's, a filter's), which may come once per family.
+FINDING_FIELDS = ("kind", "protocol", "family", "address", "port")
 LISTENER_FIELDS = ("protocol", "family", "address", "port")  # with the host: the identity of a listener
 # What the renderings read of a resolved finding: every field the schema requires.
-PREVIOUS_FINDING_FIELDS = FINDING_FIELDS + ("severity", "family", "processes", "rule", "message", "remediation",
+PREVIOUS_FINDING_FIELDS = FINDING_FIELDS + ("severity", "processes", "rule", "message", "remediation",
                                             "controls", "source")
 
 
@@ -337,7 +349,10 @@ def address_port(finding):
 
 
 def where(finding):
-    return "%s %s" % (finding["protocol"], address_port(finding))
+    """tcp 0.0.0.0:22; a finding with no address names its family when it has one (tcp *:8080 ipv6)."""
+    family = " %s" % finding["family"] if finding["address"] is None and finding.get("family") in ("ipv4", "ipv6") \
+        else ""
+    return "%s %s%s" % (finding["protocol"], address_port(finding), family)
 
 
 def found_by(finding):

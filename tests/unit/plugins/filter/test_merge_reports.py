@@ -73,7 +73,7 @@ def test_two_slices_merge_into_the_report_of_the_whole_fleet(fleet, slices):
     assert list(merged["hosts"]) == [NONCOMPLIANT, UNREACHABLE, FAILED, COMPLIANT]
     assert merged["generated_at"] == LATE  # the newest slice's
     assert merged["summary"] == {"hosts": 4, "compliant": 1, "noncompliant": 1, "unreachable": 2,
-                                 "findings": {"high": 7, "medium": 1, "low": 1, "info": 6}}
+                                 "findings": {"high": 8, "medium": 2, "low": 1, "info": 6}}
     assert merged["hosts"][FAILED] == {"status": "failed", "compliant": None, "error": "sudo: a password is required",
                                        "findings": [], "listeners": [], "allowlist": [], "probe": None}
     validate(json.loads(render_json(merged)), load_json(REPORT_SCHEMA))
@@ -289,7 +289,7 @@ def test_junit_of_a_merged_report_has_a_suite_per_host_of_every_slice(fleet, sli
         assert {key: int(suite.get(key)) for key in ("tests", "failures", "errors", "skipped")} == suite_counts(suite)
     totals = {key: sum(int(suite.get(key)) for suite in suites) for key in ("tests", "failures", "errors", "skipped")}
     assert {key: int(root.get(key)) for key in totals} == totals
-    assert totals["errors"] == 2 and totals["failures"] == 9  # the hosts not audited; the findings above info
+    assert totals["errors"] == 2 and totals["failures"] == 11  # the hosts not audited; the findings above info
     [case] = root.find("testsuite[@name='%s']" % FAILED).findall("testcase")
     assert case.find("error").get("type") == "failed"
 

@@ -110,9 +110,9 @@ def test_run_returns_the_notes_of_what_it_could_not_read(tmp_path):
     assert [(item["kind"], item["port"]) for item in result["findings"]] == [("unexpected_listener", 8081)]
 
 
-def test_run_without_published_reads_no_ruleset(tmp_path):
+def test_run_without_published_reads_the_ruleset_for_the_filters_only(tmp_path):
     host, system = capture_host(tmp_path)
     result, notes = audit(host, allowlist=[{"port": 22}], include_published=False)
-    assert (result["published"], notes, system.calls) == ([], [], [])
+    assert (result["published"], notes, system.calls) == ([], [], [["nft", "-j", "list", "ruleset"]])
     assert [item["published"] for item in result["listeners"]] == [False, False]
     assert [(item["kind"], item["port"]) for item in result["findings"]] == [("unexpected_listener", 8081)]

@@ -125,8 +125,10 @@ def test_json_report_validates_against_its_schema(report):
 
 
 def test_summary_counts_every_host_and_finding(report):
+    # high: 2 reachable, 3 unexpected listeners, a published port, a wide bind and IPv6 without default deny;
+    # medium: 8080 dropped by the "ip hardening" table and held by another program
     assert report["summary"] == {"hosts": 3, "compliant": 1, "noncompliant": 1, "unreachable": 1,
-                                 "findings": {"high": 7, "medium": 1, "low": 1, "info": 6}}
+                                 "findings": {"high": 8, "medium": 2, "low": 1, "info": 6}}
     assert list(report["hosts"]) == [NONCOMPLIANT, UNREACHABLE, COMPLIANT]
     assert [entry["status"] for entry in report["hosts"].values()] == ["noncompliant", "unreachable", "compliant"]
     assert report["hosts"][UNREACHABLE] == {
@@ -198,9 +200,12 @@ def test_junit_counts_are_exact_per_suite_and_in_total(report):
     root = ET.fromstring(render_junit(report))
     suites = {suite.get("name"): suite for suite in root.findall("testsuite")}
     expected = {
-        # 6 allowlist entries, 4 of them failing once; 3 unexpected listeners, 1 reachable port and 1 published
-        # container port, a test case each; 2 checks with info findings only (filtered ports, a silent UDP port)
-        NONCOMPLIANT: {"tests": 6 + 3 + 1 + 1 + 2, "failures": 9, "errors": 0, "skipped": 0},
+        # 6 allowlist entries, 4 of them failing: #2, #4 and #5 once, #1 (8080) twice, a test case each (a filter
+        # drops it, another program holds it); 3 unexpected listeners, 1 reachable port, 1 published container port
+        # and IPv6 without a default-deny firewall, a test case each; 2 checks with info findings only (filtered
+        # ports, a silent UDP port)
+        NONCOMPLIANT: {"tests": 6 + 1 + 3 + 1 + 1 + 1 + 2, "failures": 3 + 2 + 3 + 1 + 1 + 1, "errors": 0,
+                       "skipped": 0},
         UNREACHABLE: {"tests": 1, "failures": 0, "errors": 1, "skipped": 0},
         COMPLIANT: {"tests": 3 + 2, "failures": 0, "errors": 0, "skipped": 0},  # 3 entries, 2 standing checks
     }
@@ -209,8 +214,8 @@ def test_junit_counts_are_exact_per_suite_and_in_total(report):
         assert suite_counts(suites[host]) == counts
         assert {key: int(suites[host].get(key)) for key in counts} == counts
     assert {key: int(root.get(key)) for key in ("tests", "failures", "errors", "skipped")} == {
-        "tests": 19, "failures": 9, "errors": 1, "skipped": 0}
-    assert sum(report["summary"]["findings"][severity] for severity in ("high", "medium", "low")) == 9
+        "tests": 21, "failures": 11, "errors": 1, "skipped": 0}
+    assert sum(report["summary"]["findings"][severity] for severity in ("high", "medium", "low")) == 11
     for suite in root:
         names = [case.get("name") for case in suite]
         assert len(set(names)) == len(names)
@@ -224,7 +229,10 @@ def test_junit_puts_each_finding_in_its_test_case(report):
               "reachable_not_allowed": "no reachable ports outside the allowlist",
               "listening_but_filtered": "listening ports the controller cannot reach",
               "udp_open_or_filtered": "listening UDP ports that gave the probe no answer",
-              "unexpected_published_port": "no unexpected published container ports"}
+              "unexpected_published_port": "no unexpected published container ports",
+              "allowed_but_filtered": "no allowlisted port dropped by an active filter",
+              "firewall_inactive": "a firewall denies by default, for IPv4 and IPv6"}
+    assert all(KINDS[kind].check == check for kind, check in checks.items())
     for host in (NONCOMPLIANT, COMPLIANT):
         cases = list(root.find("testsuite[@name='%s']" % host))
         for item in report["hosts"][host]["findings"]:
@@ -250,6 +258,7 @@ def test_junit_names_each_allowlist_entry_and_check(report):
     names = [case.get("name") for case in root.find("testsuite[@name='%s']" % NONCOMPLIANT)]
     assert names == [
         "allow tcp/22 (any, from anywhere) #0 SSH",
+        "allow tcp/8080 (any, from anywhere) #1 web front-end: tcp *:8080 ipv4",  # dropped by the ip hardening table
         "allow tcp/8080 (any, from anywhere) #1 web front-end: tcp 0.0.0.0:8080",
         "allow tcp/6379 (loopback, local clients only) #2 cache, for local clients only: tcp 0.0.0.0:6379",
         "allow tcp/443 (any, from anywhere) #3 HTTPS, not deployed yet",
@@ -262,6 +271,7 @@ def test_junit_names_each_allowlist_entry_and_check(report):
         "listening ports the controller cannot reach",
         "listening UDP ports that gave the probe no answer",
         "no unexpected published container ports: tcp 0.0.0.0:8081",
+        "a firewall denies by default, for IPv4 and IPv6: tcp *:65535 ipv6",
     ]
 
 
@@ -313,8 +323,16 @@ def test_sarif_has_a_rule_per_kind_and_a_result_per_finding(report):
         assert rule["helpUri"].endswith("docs/reports.md#" + rule["id"])
         assert rule["defaultConfiguration"]["level"] in ("error", "warning", "note")
     assert "CIS 2.1.22" in rules[KIND_ORDER.index("unexpected_listener")]["properties"]["tags"]
+    filtered = rules[KIND_ORDER.index("allowed_but_filtered")]
+    assert (filtered["name"], filtered["defaultConfiguration"]["level"], filtered["properties"]["security-severity"]) == (
+        "AllowedButFiltered", "warning", "5.5")
+    assert {"CIS 4.3.8", "CIS 4.2.6", "CIS 4.4.2.4", "CIS 4.4.3.4"} <= set(filtered["properties"]["tags"])
+    inactive = rules[KIND_ORDER.index("firewall_inactive")]
+    assert (inactive["name"], inactive["defaultConfiguration"]["level"], inactive["properties"]["security-severity"]) == (
+        "FirewallInactive", "error", "8.0")
+    assert {"CIS 4.1.1", "CIS 4.3.8"} <= set(inactive["properties"]["tags"])
     findings = [(host, item) for host, entry in report["hosts"].items() for item in entry["findings"]]
-    assert len(run["results"]) == len(findings) == 15
+    assert len(run["results"]) == len(findings) == 17
     for result, (host, item) in zip(run["results"], findings):
         assert rules[result["ruleIndex"]]["id"] == result["ruleId"] == item["kind"]
         assert result["message"]["text"] == item["message"]
@@ -364,7 +382,7 @@ def test_html_shows_every_host_and_finding(report):
             assert html.escape(item["message"]) in page and html.escape(item["remediation"]) in page
     assert html.escape(report["hosts"][UNREACHABLE]["error"]) in page
     fleet_table = page.split('id="findings"')[1].split("<h2>")[0]
-    assert fleet_table.count("<tr class=\"sev-") == 9  # every finding above info, across the fleet
+    assert fleet_table.count("<tr class=\"sev-") == 11  # every finding above info, across the fleet
 
 
 def test_html_probe_shows_udp_states_with_their_uncertainty(report):
@@ -395,7 +413,8 @@ def test_reports_survive_hostile_text(results):
     for listener in results[hostile_host]["listeners"]:
         for process in listener["processes"]:
             process["cmdline"] = hostile_cmd
-    item = results[NONCOMPLIANT]["findings"][0]
+    item = results[NONCOMPLIANT]["findings"][1]  # the first with a process ([0], firewall_inactive, names none)
+    assert item["processes"] and item["severity"] != "info"
     item["message"] = "</td></tr></table><script>alert(2)</script>"
     item["processes"][0]["cmdline"] = hostile_cmd
     report = build_report(results, GENERATED_AT, "0.1.0")
@@ -410,7 +429,7 @@ def test_reports_survive_hostile_text(results):
     assert root.find("testsuite[@name='%s']" % hostile_host) is not None
     failures = "".join(failure.get("message") + failure.text for failure in root.iter("failure"))
     assert item["message"] in failures and "\\x1b[31m" in failures and "\x1b" not in failures
-    assert json.loads(render_sarif(report))["runs"][0]["results"][0]["message"]["text"] == item["message"]
+    assert json.loads(render_sarif(report))["runs"][0]["results"][1]["message"]["text"] == item["message"]
     assert json.loads(render_json(report))["hosts"][hostile_host]["listeners"][0]["processes"][0]["cmdline"] == (
         hostile_cmd)
 
@@ -483,7 +502,8 @@ def test_host_text_cannot_drive_the_terminal(results, report_format):
 
 
 def test_text_report_shows_hostile_names_escaped(results):
-    item = results[NONCOMPLIANT]["findings"][0]
+    item = results[NONCOMPLIANT]["findings"][1]  # the first with a process ([0], firewall_inactive, names none)
+    assert item["processes"] and item["severity"] != "info"
     item["processes"][0]["name"] = "\x1b]0;pwned\x07"
     results[UNREACHABLE]["msg"] = "ssh: \r\x1b[Kall good"
     text = render_text(build_report(results, GENERATED_AT, "0.1.0"))
@@ -659,7 +679,7 @@ def test_json_report_with_drift_validates_against_its_schema(drifted):
 
 def test_text_starts_with_the_drift(drifted, report):
     lines = render_text(drifted).splitlines()
-    assert lines[0].startswith("Since %s: 3 new findings, 1 resolved, 12 unchanged; " % PREVIOUS_AT)
+    assert lines[0].startswith("Since %s: 3 new findings, 1 resolved, 14 unchanged; " % PREVIOUS_AT)
     assert lines[0].endswith("listeners: 5 appeared, 1 disappeared; hosts: 1 appeared, 1 disappeared")
     block = lines[:lines.index("")]
     assert "  + %s [high] Listener not in the allowlist: udp 0.0.0.0:9999" % NONCOMPLIANT in block
@@ -718,7 +738,7 @@ def test_junit_has_a_drift_suite_failing_per_new_finding(drifted):
     assert [case.find("failure") is not None for case in cases] == [True, False, False]
     assert suite_counts(suite) == {"tests": 3, "failures": 1, "errors": 0, "skipped": 0}
     assert {key: int(suite.get(key)) for key in ("tests", "failures")} == {"tests": 3, "failures": 1}
-    assert {key: int(root.get(key)) for key in ("tests", "failures")} == {"tests": 19 + 3, "failures": 9 + 1}
+    assert {key: int(root.get(key)) for key in ("tests", "failures")} == {"tests": 21 + 3, "failures": 11 + 1}
     assert "tcp 0.0.0.0:4000" in suite.find("system-out").text
 
 
