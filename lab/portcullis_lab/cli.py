@@ -50,7 +50,10 @@ def cmd_setup(lab, _args=None):
 def cmd_build(lab, args):
     """Build (or reuse) the images of the requested releases."""
     cmd_setup(lab)
-    image.build(lab, args.release or image.RELEASES, force=getattr(args, "force", False))
+    firewalls = getattr(args, "firewall", None) or ["none"]
+    if isinstance(firewalls, str):
+        firewalls = [firewalls]  # `up --firewall X`: one flavour
+    image.build(lab, args.release or image.RELEASES, firewalls, force=getattr(args, "force", False))
 
 
 def cmd_up(lab, args):
@@ -58,7 +61,8 @@ def cmd_up(lab, args):
     started = time.monotonic()
     cmd_build(lab, args)
     inventory = os.path.abspath(args.inventory or lab.default_inventory)
-    hosts.up(lab, lab.load_state(), args.release or image.RELEASES, args.hosts, args.rogue, inventory)
+    hosts.up(lab, lab.load_state(), args.release or image.RELEASES, args.hosts, args.rogue, inventory,
+             firewall=args.firewall)
     log("lab up in %.0fs" % (time.monotonic() - started))
 
 
@@ -96,11 +100,16 @@ def parse_args(argv):
     sub.add_parser("setup", parents=[common], help="install podman/runc/debootstrap if missing")
     build = sub.add_parser("build", parents=[common, releases], help="build the lab images (cached)")
     build.add_argument("--force", action="store_true", help="rebuild even if the recipe is unchanged")
+    build.add_argument("--firewall", nargs="+", action="extend", choices=image.FIREWALLS, metavar="FIREWALL",
+                       help="firewall flavour(s) of the images: %s (default: none)" % ", ".join(image.FIREWALLS))
     up = sub.add_parser("up", parents=[common, releases], help="start the lab hosts (idempotent)")
     up.add_argument("--hosts", type=int, default=1, metavar="N", help="hosts per release (default: 1)")
     up.add_argument("--rogue", action=argparse.BooleanOptionalAction, default=True,
                     help="run the rogue listener units (default: on)")
     up.add_argument("--inventory", metavar="PATH", help="inventory to write (default: <state dir>/inventory.yml)")
+    up.add_argument("--firewall", choices=image.FIREWALLS, default="none",
+                    help="firewall flavour of every host: none, ufw (active, 22/tcp allowed) or firewalld "
+                         "(running, zone public) (default: none)")
     down = sub.add_parser("down", parents=[common], help="remove the lab's containers and network")
     down.add_argument("--images", action="store_true", help="also remove the lab images")
     sub.add_parser("status", parents=[common], help="show the lab's hosts")
@@ -109,6 +118,8 @@ def parse_args(argv):
         parser.error("--hosts must be at least 1")
     if getattr(args, "release", None):
         args.release = list(dict.fromkeys(args.release))
+    if isinstance(getattr(args, "firewall", None), list):
+        args.firewall = list(dict.fromkeys(args.firewall))
     return args
 
 

@@ -20,10 +20,18 @@ from .context import IMAGE_FILES_DIR
 from .util import LabError, file_lock, log, run, tail, warn
 
 RELEASES = ("bookworm", "trixie")
+# Firewall flavours: "none" is the plain image; the others add a host firewall (configured at `up`, see hosts.py).
+FIREWALLS = ("none", "ufw", "firewalld")
 VARIANT = "minbase"
 # netbase is required: without /etc/protocols nft cannot resolve "ipv6-icmp".
 # iptables (iptables-nft) lets portcullis-lab-publish write the rules dockerd writes, with dockerd's tool.
 INCLUDE = ("openssh-server", "python3", "iproute2", "nftables", "sudo", "systemd-sysv", "netbase", "iptables")
+# Extra packages per firewall flavour (debootstrap --include resolves their Depends, not their Recommends).
+# debootstrap's resolver does not follow virtual packages, so the build fails unless their providers are named:
+# polkitd (a Depends of firewalld) needs "default-logind | logind" (libpam-systemd), and on trixie firewalld,
+# polkitd and libpam-systemd need "default-dbus-system-bus | dbus-system-bus" (dbus; bookworm's firewalld
+# depends on dbus itself).
+FIREWALL_PACKAGES = {"none": (), "ufw": ("ufw",), "firewalld": ("firewalld", "libpam-systemd", "dbus")}
 RECIPE_LABEL = "portcullis.recipe"
 ROGUE_UNITS = tuple("portcullis-rogue-%s.service" % name for name in ("web", "udp", "v6", "loopback"))
 IMPORT_CHANGES = ('CMD ["/lib/systemd/systemd"]',)
@@ -36,15 +44,59 @@ apt-get clean
 rm -f /etc/ssh/ssh_host_*
 : > /etc/machine-id
 """ % " ".join(ROGUE_UNITS)
+# Sandboxing settings that make systemd >= 257 (trixie) use seccomp, see FIREWALLD_CHROOT.
+SECCOMP_SETTINGS = ("SystemCallFilter=", "SystemCallArchitectures=", "RestrictAddressFamilies=", "LockPersonality=no",
+                    "MemoryDenyWriteExecute=no", "PrivateDevices=no", "ProtectClock=no", "ProtectHostname=no",
+                    "ProtectKernelLogs=no", "ProtectKernelModules=no", "ProtectKernelTunables=no",
+                    "RestrictNamespaces=no", "RestrictRealtime=no", "RestrictSUIDSGID=no")
+# firewalld asks polkit (org.freedesktop.PolicyKit1, D-Bus activated) at start.  In a container without
+# CAP_SYS_ADMIN, systemd >= 257 cannot start a unit that has User= and any seccomp-based sandboxing setting
+# ("Failed to keep CAP_SYS_ADMIN: Operation not permitted", status=217/USER): polkit.service is one, so firewalld
+# would wait for polkit and fail.  The drop-in clears exactly those settings; polkitd still runs as user polkitd,
+# with the unit's other sandboxing.  systemd 252 (bookworm) starts the unit as it is, so it gets no drop-in.
+# The firewalld package enables firewalld.service itself; the check makes a build fail rather than ship an image
+# where it would not start.
+FIREWALLD_CHROOT = """\
+if dpkg --compare-versions "$(dpkg-query -W -f '${Version}' systemd)" ge 257; then
+    mkdir -p /etc/systemd/system/polkit.service.d
+    cat > /etc/systemd/system/polkit.service.d/portcullis-lab-container.conf <<'EOF'
+# Written by the portcullis lab image build: in a container without CAP_SYS_ADMIN, systemd >= 257 cannot
+# start a User= unit with seccomp-based sandboxing (status=217/USER), and firewalld needs polkit.
+[Service]
+%s
+EOF
+fi
+systemctl enable --quiet firewalld.service
+systemctl is-enabled --quiet firewalld.service
+""" % "\n".join(SECCOMP_SETTINGS)
+# Appended to CHROOT_SCRIPT per flavour.  ufw needs nothing here: `up` enables it.
+FIREWALL_CHROOT = {"none": "", "ufw": "", "firewalld": FIREWALLD_CHROOT}
 DEBOOTSTRAP_TIMEOUT = 1800
 HEARTBEAT = 10
 # debootstrap "I: <Word> ..." lines that start a phase worth reporting.
 PHASES = ("Retrieving", "Extracting", "Installing", "Unpacking", "Configuring", "Base")
 
 
-def image_ref(release):
-    """Return the local image name of *release*."""
-    return "localhost/portcullis-lab:%s" % release
+def image_ref(release, firewall="none"):
+    """Return the local image name of *release* in flavour *firewall*."""
+    return "localhost/portcullis-lab:%s" % _tag(release, firewall)
+
+
+def _tag(release, firewall):
+    """Image tag (also used in build file names): ``<release>`` or ``<release>-<firewall>``."""
+    if firewall not in FIREWALLS:
+        raise LabError("unknown firewall flavour %r (known: %s)" % (firewall, ", ".join(FIREWALLS)))
+    return release if firewall == "none" else "%s-%s" % (release, firewall)
+
+
+def include(firewall="none"):
+    """Return the packages debootstrap installs for flavour *firewall*."""
+    return INCLUDE + FIREWALL_PACKAGES[firewall]
+
+
+def chroot_script(firewall="none"):
+    """Return the script run in the new root file system for flavour *firewall*."""
+    return CHROOT_SCRIPT + FIREWALL_CHROOT[firewall]
 
 
 def _image_files():
@@ -58,14 +110,20 @@ def _image_files():
             yield os.path.relpath(path, IMAGE_FILES_DIR), mode, path
 
 
-def recipe_hash(release):
-    """Hash everything that determines an image: release, packages, script and baked files."""
+def recipe_hash(release, firewall="none"):
+    """Hash everything that determines an image: release, flavour, packages, script and baked files.
+
+    The "none" flavour hashes exactly what it did before flavours existed, so its cached images stay valid.
+    """
     files = []
     for rel, mode, path in _image_files():
         with open(path, "rb") as handle:
             files.append([rel, mode, hashlib.sha256(handle.read()).hexdigest()])
-    recipe = {"release": release, "variant": VARIANT, "include": list(INCLUDE),
-              "chroot_script": CHROOT_SCRIPT, "import_changes": list(IMPORT_CHANGES), "files": files}
+    recipe = {"release": release, "variant": VARIANT, "include": list(include(firewall)),
+              "chroot_script": chroot_script(firewall), "import_changes": list(IMPORT_CHANGES), "files": files}
+    if firewall != "none":
+        recipe["firewall"] = firewall
+        recipe["firewall_packages"] = list(FIREWALL_PACKAGES[firewall])
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
 
 
@@ -135,31 +193,36 @@ def find_mirror():
 
 # -- build ---------------------------------------------------------------------
 
-def image_recipe(lab, release):
+def image_recipe(lab, release, firewall="none"):
     """Return (image id, recipe label) of the local image, or (None, None) if missing."""
-    info = lab.inspect("image", image_ref(release))
+    info = lab.inspect("image", image_ref(release, firewall))
     if not info:
         return None, None
     labels = (info.get("Config") or {}).get("Labels") or {}
     return info.get("Id"), labels.get(RECIPE_LABEL)
 
 
-def build(lab, releases, force=False):
-    """Build the images of *releases* whose recipe changed (or all with *force*)."""
+def build(lab, releases, firewalls=("none",), force=False):
+    """Build the images of *releases* x *firewalls* whose recipe changed (or all with *force*)."""
+    unknown = [firewall for firewall in firewalls if firewall not in FIREWALLS]
+    if unknown:
+        raise LabError("unknown firewall flavour(s) %s (known: %s)" % (", ".join(unknown), ", ".join(FIREWALLS)))
+    wanted = [(release, firewall) for firewall in firewalls for release in releases]
     lock_dir = "/run/lock" if os.path.isdir("/run/lock") else tempfile.gettempdir()
     with file_lock(os.path.join(lock_dir, "portcullis-lab-build.lock"), "the image build lock",
-                   timeout=2 * len(releases) * DEBOOTSTRAP_TIMEOUT):
+                   timeout=2 * len(wanted) * DEBOOTSTRAP_TIMEOUT):
         mirror = None
-        for release in releases:
-            want = recipe_hash(release)
-            old_id, have = image_recipe(lab, release)
+        for release, firewall in wanted:
+            ref = image_ref(release, firewall)
+            want = recipe_hash(release, firewall)
+            old_id, have = image_recipe(lab, release, firewall)
             if have == want and not force:
-                log("image %s is up to date (recipe %s)" % (image_ref(release), want[:12]))
+                log("image %s is up to date (recipe %s)" % (ref, want[:12]))
                 continue
             reason = "missing" if not old_id else "rebuild forced" if have == want else "recipe changed"
-            log("image %s: %s, building (recipe %s)" % (image_ref(release), reason, want[:12]))
+            log("image %s: %s, building (recipe %s)" % (ref, reason, want[:12]))
             mirror = mirror or find_mirror()
-            _build_one(lab, release, want, mirror)
+            _build_one(lab, release, firewall, want, mirror)
         # Drop superseded (untagged) lab images that no container uses any more.
         for image_id in lab_image_ids(lab, dangling=True):
             lab.podman("rmi", image_id, check=False)
@@ -173,31 +236,32 @@ def lab_image_ids(lab, dangling=False):
     return sorted(set(lab.podman(*args).stdout.split()))
 
 
-def _build_one(lab, release, recipe, mirror):
-    """debootstrap *release*, customise it and import it into podman."""
+def _build_one(lab, release, firewall, recipe, mirror):
+    """debootstrap *release* with the packages of *firewall*, customise it and import it into podman."""
     started = time.monotonic()
-    workdir = tempfile.mkdtemp(prefix="build-%s-" % release, dir=lab.dir)
+    tag = _tag(release, firewall)
+    workdir = tempfile.mkdtemp(prefix="build-%s-" % tag, dir=lab.dir)
     rootfs = os.path.join(workdir, "rootfs")
-    log_path = lab.path("build-%s.log" % release)
+    log_path = lab.path("build-%s.log" % tag)
     try:
-        _debootstrap(release, rootfs, mirror, log_path)
-        log("build %s: customising the root file system" % release)
-        _customise(rootfs)
-        log("build %s: importing into podman as %s" % (release, image_ref(release)))
-        _import(lab, rootfs, release, recipe)
+        _debootstrap(release, include(firewall), rootfs, mirror, log_path, tag)
+        log("build %s: customising the root file system" % tag)
+        _customise(rootfs, chroot_script(firewall))
+        log("build %s: importing into podman as %s" % (tag, image_ref(release, firewall)))
+        _import(lab, rootfs, release, firewall, recipe)
     finally:
         _remove_tree(workdir)
-    log("build %s: done in %.0fs" % (release, time.monotonic() - started))
+    log("build %s: done in %.0fs" % (tag, time.monotonic() - started))
 
 
-def _debootstrap(release, rootfs, mirror, log_path):
-    """Run debootstrap, logging everything to *log_path* and reporting progress.
+def _debootstrap(release, packages, rootfs, mirror, log_path, tag):
+    """Run debootstrap, logging everything to *log_path* and reporting progress (lines start with *tag*).
 
     A line is printed whenever debootstrap enters a new phase (retrieving,
     extracting, unpacking, configuring ...) and every few seconds otherwise.
     """
-    cmd = ["debootstrap", "--variant=" + VARIANT, "--include=" + ",".join(INCLUDE), release, rootfs, mirror]
-    log("build %s: debootstrap %s (full log: %s)" % (release, " ".join(cmd[1:]), log_path))
+    cmd = ["debootstrap", "--variant=" + VARIANT, "--include=" + ",".join(packages), release, rootfs, mirror]
+    log("build %s: debootstrap %s (full log: %s)" % (tag, " ".join(cmd[1:]), log_path))
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", LC_ALL="C")
     started = time.monotonic()
     lines = queue.Queue()
@@ -227,11 +291,11 @@ def _debootstrap(release, rootfs, mirror, log_path):
                 count += 1
                 if word in PHASES and word != phase:
                     phase = word
-                    log("build %s: debootstrap %s" % (release, last[3:]))
+                    log("build %s: debootstrap %s" % (tag, last[3:]))
                     last_report = now
                     continue
             if now - last_report >= HEARTBEAT:
-                log("build %s: debootstrap ... %s (%d lines so far)" % (release, last[3:] or last, count))
+                log("build %s: debootstrap ... %s (%d lines so far)" % (tag, last[3:] or last, count))
                 last_report = now
         code = proc.wait()
         if code != 0:
@@ -252,8 +316,8 @@ def _pump(stream, sink):
     sink.put(None)
 
 
-def _customise(rootfs):
-    """Copy lab/image/ into *rootfs* and run CHROOT_SCRIPT inside it."""
+def _customise(rootfs, script):
+    """Copy lab/image/ into *rootfs* and run *script* (see chroot_script) inside it."""
     for rel, mode, path in _image_files():
         target = os.path.join(rootfs, rel)
         os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -261,17 +325,18 @@ def _customise(rootfs):
         os.chmod(target, mode)
         os.chown(target, 0, 0)
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"}
-    run(["chroot", rootfs, "/bin/sh", "-c", CHROOT_SCRIPT], env=env, timeout=300,
+    run(["chroot", rootfs, "/bin/sh", "-c", script], env=env, timeout=300,
         what="customising the image (chroot script)")
 
 
-def _import(lab, rootfs, release, recipe):
+def _import(lab, rootfs, release, firewall, recipe):
     """Stream *rootfs* as a tar archive into ``podman import``."""
     cmd = ["podman", "import"]
     for change in IMPORT_CHANGES + ("LABEL %s=%s" % (RECIPE_LABEL, recipe),
-                                    "LABEL portcullis.release=%s" % release):
+                                    "LABEL portcullis.release=%s" % release,
+                                    "LABEL portcullis.firewall=%s" % firewall):
         cmd += ["--change", change]
-    cmd += ["-", image_ref(release)]
+    cmd += ["-", image_ref(release, firewall)]
     tar_path = shutil.which("tar")
     if tar_path is None:
         raise LabError("tar not found (package tar): cannot stream %s into podman import" % rootfs)
@@ -284,7 +349,7 @@ def _import(lab, rootfs, release, recipe):
         tar_code = tar.wait(timeout=60)
     if imp.returncode != 0 or tar_code != 0:
         raise LabError("podman import of %s failed (tar exit %d, podman exit %d):\n%s"
-                       % (release, tar_code, imp.returncode, tail(imp.stderr)))
+                       % (image_ref(release, firewall), tar_code, imp.returncode, tail(imp.stderr)))
 
 
 def _remove_tree(path):

@@ -251,6 +251,11 @@ class Host:
         return self.hostvars["portcullis_lab_release"]
 
     @property
+    def firewall(self):
+        """The host's firewall flavour: none, ufw (active, 22/tcp allowed) or firewalld (running)."""
+        return self.hostvars.get("portcullis_lab_firewall", "none")
+
+    @property
     def container_id(self):
         return self.hostvars["portcullis_lab_container_id"]
 
@@ -333,6 +338,7 @@ class Lab:
         self.ssh_config = os.path.join(state_dir, "ssh_config")
         self.hosts = []
         self.original = {}  # host name -> what a suite recorded before its first change
+        self.firewall = "none"  # the hosts' firewall flavour: what up() last asked for, or what refresh() read
 
     def cli(self, *args, timeout=600):
         completed = subprocess.run(_lab_command() + ["--state-dir", self.dir] + list(args), capture_output=True,
@@ -348,15 +354,23 @@ class Lab:
                                  text=True, timeout=120, check=True)
         hostvars = json.loads(listing.stdout)["_meta"]["hostvars"]
         self.hosts = [Host(self, name, hostvars[name]) for name in sorted(hostvars)]
+        flavours = {host.firewall for host in self.hosts}
+        if len(flavours) == 1:
+            self.firewall = flavours.pop()
         return self
 
-    def up(self, releases=RELEASES):
+    def up(self, releases=RELEASES, firewall=None):
         """Start (or refresh after a restart) the hosts; re-read inventory, addresses and keys.
 
-        `up` enables and starts the lab's rogue listener units again."""
-        self.cli("up", "--release", *releases, timeout=LAB_UP_TIMEOUT)
+        firewall: the hosts' flavour, none, ufw or firewalld; by default the lab's current one (none for a new
+        lab), so a plain up() after a restart keeps the hosts (the lab tool removes hosts of another flavour).
+        `up` enables and starts the lab's rogue listener units again (and ufw/firewalld, on such hosts)."""
+        firewall = firewall or self.firewall
+        self.cli("up", "--release", *releases, "--firewall", firewall, timeout=LAB_UP_TIMEOUT)
+        self.firewall = firewall
         self.refresh()
         assert sorted(host.release for host in self.hosts) == sorted(releases)
+        assert all(host.firewall == firewall for host in self.hosts)
 
     def down(self):
         """Remove the containers and the network, by the ids the lab recorded."""
@@ -397,9 +411,12 @@ def _interrupt(signum, _frame):
 
 
 @contextlib.contextmanager
-def own_lab(prepare=None, prefix="portcullis-lab-", releases=RELEASES):
+def own_lab(prepare=None, prefix="portcullis-lab-", releases=RELEASES, firewall="none"):
     """A lab of the caller's own, in a temporary state dir: up, then prepare(lab), yielded, and taken down at the
     end by the container and network ids it recorded, whatever happened in between.
+
+    firewall: the hosts' flavour: none, ufw (active, 22/tcp allowed) or firewalld (running, zone public); the
+    hosts are then portcullis-<release>-<firewall>-1, in the inventory groups <release> and <firewall>.
 
     SIGTERM (a `timeout` around the run, a CI job cancelled) becomes a KeyboardInterrupt meanwhile, after which
     pytest still tears the fixtures down, so the containers go too. The state dir is kept when `down` failed: it
@@ -412,7 +429,7 @@ def own_lab(prepare=None, prefix="portcullis-lab-", releases=RELEASES):
     lab = Lab(state_dir)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        lab.up(releases)
+        lab.up(releases, firewall)
         if prepare is not None:
             prepare(lab)
         yield lab
