@@ -63,6 +63,13 @@ def text_of(commands):
     return [shlex.join(argv) for argv in commands]
 
 
+def _kept_warnings(name, kept, session_port):
+    return ["%s: `%s` is Portcullis's, but it opens %s/tcp, the port of this connection, and %s stays active: it "
+            "stays (remove it yourself once another rule lets you in)" % (name, rule.text() if hasattr(rule, "text")
+                                                                         else rule, session_port, name)
+            for rule in kept]
+
+
 def _filters_opening(rule, openings):
     """Whether an incoming deny or reject rule of ufw matches a port the openings let in."""
     if not rule.incoming or rule.action not in ("deny", "reject"):
@@ -102,13 +109,13 @@ class UfwBackend:
                 "record": record, "removed": [rule.text() for rule in planned["deleted"]],
                 "kept_foreign": [rule.text() for rule in planned["kept"]]}
 
-    def removal(self):
+    def removal(self, session_port=None):
         state = self.ufw.read()
-        planned = ufw.removal_plan(state, self.recorded())
+        planned = ufw.removal_plan(state, self.recorded(), session_port)
         return {"changed": bool(planned["commands"]), "commands": planned["commands"], "before": state.listing(),
                 "after": planned["after"].listing(), "undo": self.ufw.undo_commands(state),
-                "paths": list(ufw.UFW_FILES), "warnings": [], "record": None,
-                "removed": [rule.text() for rule in planned["deleted"]]}
+                "paths": list(ufw.UFW_FILES), "warnings": _kept_warnings(self.name, planned["kept"], session_port),
+                "record": None, "removed": [rule.text() for rule in planned["deleted"]]}
 
     def apply(self, change, step):
         self.ufw.run_all(change["commands"], step)
@@ -147,13 +154,14 @@ class FirewalldBackend:
                 "after": planned["after"], "undo": planned["undo"], "paths": firewalld.zone_files(planned["zones"]),
                 "warnings": planned["warnings"], "record": record, "removed": removed, "zones": planned["zones"]}
 
-    def removal(self):
+    def removal(self, session_port=None):
         state = self.firewalld.read()
-        planned = firewalld.removal_plan(state, self.recorded())
+        planned = firewalld.removal_plan(state, self.recorded(), session_port)
         return {"changed": bool(planned["commands"]), "commands": planned["commands"], "before": planned["before"],
                 "after": planned["after"], "undo": planned["undo"],
-                "paths": firewalld.zone_files(sorted(self.recorded())), "warnings": [], "record": {"added": {}},
-                "removed": []}
+                "paths": firewalld.zone_files(sorted(self.recorded())),
+                "warnings": _kept_warnings(self.name, planned["kept"], session_port), "record": {"added": {}},
+                "removed": planned["removed"]}
 
     def apply(self, change, step):
         self.firewalld.run_all(change["commands"], step)

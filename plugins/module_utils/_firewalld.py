@@ -450,18 +450,26 @@ def plan(state, openings, persist):
     return result
 
 
-def removal_plan(state, recorded):
+def removal_plan(state, recorded, session_port=None):
     """state=absent: remove what Portcullis added (the state file's record), from runtime and permanent, where it
-    is still there; nothing else."""
-    result = {"commands": [], "undo": [], "before": "", "after": ""}
+    is still there; nothing else. An element that opens `session_port` (this connection's) to everyone stays:
+    "kept" names it."""
+    result = {"commands": [], "undo": [], "before": "", "after": "", "kept": [], "removed": []}
     for name, items in sorted(recorded.items()):
         zone = state["zones"].get(name)
         if zone is None:
             continue
+        keep = [(kind, value) for kind, value in items if session_port and kind == "port" and any(
+            item.protocol == "tcp" and item.low <= session_port <= item.high
+            for item in element_openings(kind, value, state["services"]) or [])]
+        result["kept"] += ["zone %s: %s %s" % (name, kind, value) for kind, value in keep]
         for where in ("runtime", "permanent"):
             elements = zone_elements(zone[where])
-            removes = [(kind, value) for kind, value in items if value in elements.get(kind, [])]
+            removes = [(kind, value) for kind, value in items if value in elements.get(kind, [])
+                       and (kind, value) not in keep]
             result["commands"] += commands(name, [], removes, where == "permanent")
+            if where == "runtime":
+                result["removed"] += ["zone %s: %s %s" % (name, kind, value) for kind, value in removes]
             target = target_of(zone[where])
             result["before"] += zone_text(name, where, target, elements)
             result["after"] += zone_text(name, where, target, apply_elements(elements, [], removes))

@@ -279,10 +279,15 @@ def plan(state, openings, policy):
     return {"commands": commands, "after": final, "added": added, "deleted": deleted, "kept": kept}
 
 
-def removal_plan(state, recorded):
+def removal_plan(state, recorded, session_port=None):
     """state=absent: delete Portcullis's own rules, put back the default incoming policy it replaced, and disable
-    ufw when Portcullis enabled it (`recorded`: what the state file says it did)."""
-    deleted = [rule for rule in state.rules if rule.ours]
+    ufw when Portcullis enabled it (`recorded`: what the state file says it did). A rule of Portcullis's that opens
+    `session_port` (this connection's) stays while ufw stays active: "kept" names it."""
+    keeps_session = recorded.get("enabled_ufw") is not True or not state.active
+    kept = [rule for rule in state.rules if rule.ours and session_port and keeps_session and rule.incoming
+            and rule.opens and rule.protocol in ("tcp", "any") and rule.source_network() is None
+            and any(low <= session_port <= high for low, high in rule.port_ranges())]
+    deleted = [rule for rule in state.rules if rule.ours and rule not in kept]
     commands = [rule.argv("delete") for rule in deleted]
     defaults = dict(state.defaults)
     before = recorded.get("input_policy_before")
@@ -295,8 +300,8 @@ def removal_plan(state, recorded):
     if recorded.get("enabled_ufw") and state.active:
         commands.append([UFW, "--force", "disable"])
         active = False
-    final = UfwState(active, defaults, state.conf, [rule for rule in state.rules if not rule.ours])
-    return {"commands": commands, "after": final, "deleted": deleted}
+    final = UfwState(active, defaults, state.conf, [rule for rule in state.rules if rule not in deleted])
+    return {"commands": commands, "after": final, "deleted": deleted, "kept": kept}
 
 
 def move_plan(state, old_ports, port):
@@ -310,8 +315,7 @@ def move_plan(state, old_ports, port):
             continue
         copy = UfwRule(rule.family, rule.action, rule.protocol, str(port), rule.dst, rule.sport, rule.src,
                        rule.direction, interface_in=rule.interface_in, interface_out=rule.interface_out,
-                       comment=("%s: moved from %s/tcp" % (MARK, rule.dport)) if rule.ours or not rule.comment
-                       else rule.comment, logtype=rule.logtype)
+                       comment=rule.comment, logtype=rule.logtype)  # whose it was, the copy is: state=absent knows
         if copy.match_key() not in present:
             copies.append(copy.argv())
         deletes.append(rule.argv("delete"))

@@ -429,7 +429,7 @@ def remove_everywhere(module, host, engine, nft, requested, warnings):
     names = [requested] if requested != "auto" else [
         name for name, present in (("nftables", bool(module.get_bin_path("nft"))), ("ufw", Ufw(host).installed()),
                                    ("firewalld", detect(host)["firewalld"])) if present]
-    result = {"changed": False, "diff": [], "backend": requested, "removed": []}
+    result = {"changed": False, "diff": [], "backend": requested, "removed_rules": []}
     with contextlib.ExitStack() as stack:
         if not module.check_mode:
             stack.enter_context(engine.locked("firewall state=absent"))
@@ -443,10 +443,12 @@ def remove_everywhere(module, host, engine, nft, requested, warnings):
                 continue
             choose(host, name, absent=True)
             backend = backend_for(name, host)
-            change = backend.removal()
+            session = management_session()
+            change = backend.removal(session["port"] if session else None)
+            warnings.extend(change["warnings"])
             result["diff"].append({"before_header": name, "after_header": name, "before": change["before"],
                                    "after": change["after"]})
-            result["removed"] += change["removed"]
+            result["removed_rules"] += change["removed"]
             if change["changed"]:
                 result["changed"] = True
                 if not module.check_mode:

@@ -177,6 +177,10 @@ def test_record_and_removal_touch_only_what_portcullis_added():
     assert record["public"] == [["port", "8443/tcp"], ["port", "443/tcp"]]
     removed = removal_plan(state(), {"public": [["port", "9090/tcp"], ["port", "443/tcp"]]})
     assert [" ".join(argv) for argv in removed["commands"]] == ["firewall-cmd --zone=public --remove-port=9090/tcp"]
+    assert removed["removed"] == ["zone public: port 9090/tcp"]
+    # The port of this connection stays, though Portcullis added it.
+    kept = removal_plan(state(), {"public": [["port", "9090/tcp"]]}, session_port=9090)
+    assert kept["commands"] == [] and kept["kept"] == ["zone public: port 9090/tcp"]
 
 
 def test_move_opens_the_new_port_before_closing_the_old_one_and_its_service():

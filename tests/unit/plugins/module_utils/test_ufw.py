@@ -176,11 +176,21 @@ def test_removal_deletes_only_portcullis_rules_and_restores_what_it_changed():
     assert removal_plan(state(rules=rules), {})["commands"] == [removed["commands"][0]]
 
 
+def test_removal_keeps_portcullis_rule_that_lets_this_connection_in():
+    mine = wanted_rules(openings([], kept=(2222,)))
+    removed = removal_plan(state(rules=mine), {"enabled_ufw": False}, session_port=2222)
+    assert removed["commands"] == [] and [rule.text() for rule in removed["kept"]] == [rule.text() for rule in mine]
+    # Unless Portcullis enabled ufw: state=absent disables it again, and nothing filters the port.
+    removed = removal_plan(state(rules=mine), {"enabled_ufw": True}, session_port=2222)
+    assert removed["kept"] == [] and removed["commands"][-1] == ["ufw", "--force", "disable"]
+
+
 def test_move_copies_every_allow_of_the_old_port_first_and_deletes_the_old_ones_last():
     transition, final, moved = move_plan(state(), [22], 2200)
     assert [" ".join(argv) for argv in transition] == [
-        "ufw allow proto tcp from 0.0.0.0/0 to 0.0.0.0/0 port 2200 comment portcullis: moved from 22/tcp",
-        "ufw allow proto tcp from ::/0 to ::/0 port 2200 comment portcullis: moved from 22/tcp"]
+        # The operator's rules: their copies are the operator's too (no portcullis comment).
+        "ufw allow proto tcp from 0.0.0.0/0 to 0.0.0.0/0 port 2200",
+        "ufw allow proto tcp from ::/0 to ::/0 port 2200"]
     assert [" ".join(argv) for argv in final] == [
         "ufw delete allow proto tcp from 0.0.0.0/0 to 0.0.0.0/0 port 22",
         "ufw delete allow proto tcp from ::/0 to ::/0 port 22"]
