@@ -64,10 +64,11 @@ def text_of(commands):
 
 
 def _kept_warnings(name, kept, session_port):
+    """Warnings for the rules state=absent keeps because they let this connection in (ufw rules, or texts)."""
+    texts = [rule.text() if hasattr(rule, "text") else rule for rule in kept]
     return ["%s: `%s` is Portcullis's, but it opens %s/tcp, the port of this connection, and %s stays active: it "
-            "stays (remove it yourself once another rule lets you in)" % (name, rule.text() if hasattr(rule, "text")
-                                                                         else rule, session_port, name)
-            for rule in kept]
+            "stays (remove it yourself once another rule lets you in)" % (name, text, session_port, name)
+            for text in texts]
 
 
 def _filters_opening(rule, openings):

@@ -182,8 +182,8 @@ def test_blocked_confirm_rolls_back(lab, host):
 
 def test_audit_sees_the_backend(lab, host):
     firewall(lab, {"allow": ALLOW, "confirm_timeout": 30})
-    audit = host.module("portcullis.hardening.port_audit", {"allowlist": ALLOW + [{"port": 9090}],
-                                                             "expect_default_deny": True, "probe": False})
+    args = {"allowlist": ALLOW + [{"port": 9090}], "expect_default_deny": True, "probe": False}
+    audit = host.module("portcullis.hardening.port_audit", args)
     kinds = sorted((item["kind"], item["family"], item["port"]) for item in audit["findings"]
                    if item["kind"] in ("allowed_but_filtered", "firewall_inactive"))
     # 9090 is allowlisted here, but the backend (converged to ALLOW) drops it; default deny holds for both.
