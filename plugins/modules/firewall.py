@@ -207,7 +207,7 @@ backend_reason:
   description: Why that backend, in words (what O(backend=auto) found active, or that it was asked for).
   returned: state is present
   type: str
-  sample: ufw is active on this host (backend: auto)
+  sample: "ufw is active on this host (backend: auto)"
   version_added: 0.1.0
 rules:
   description:
