@@ -48,6 +48,8 @@ NFTABLES_SERVICE = "nftables.service"
 STATE_FILE = STATE_DIR + "/firewall.json"
 ROLLBACK_FILE = "firewall-rollback.nft"
 NEW_CONF = "#!/usr/sbin/nft -f\n"
+# Keys of the state file that the ufw and firewalld backends (module_utils/_backends.py) keep.
+OTHER_BACKENDS = ("ufw", "firewalld")
 
 
 class FirewallError(PortcullisError):
@@ -210,7 +212,8 @@ def record_live(desired_text, nft):
 def remove(nft, check_mode):
     """state=absent: delete the own table and what Portcullis persisted or created; nothing else."""
     live_text, _live_normal = nft.live_table()
-    state = nft.state()
+    everything = nft.state()
+    state = dict((key, value) for key, value in everything.items() if key not in OTHER_BACKENDS)
     conf_path = state.get("created_conf") or exec_start_config(
         unit_properties(nft.host, NFTABLES_SERVICE, ["ExecStart"])) or NFTABLES_CONF
     conf = nft.host.read(conf_path)
@@ -231,7 +234,11 @@ def remove(nft, check_mode):
         if state.get("enabled_service"):
             nft.host.check([SYSTEMCTL, "disable", NFTABLES_SERVICE], "disabling %s (enabled by Portcullis)"
                            % NFTABLES_SERVICE, FirewallError)
-        nft.host.remove(STATE_FILE)
+        others = dict((key, value) for key, value in everything.items() if key in OTHER_BACKENDS)
+        if others:
+            nft.save_state(others)  # what the ufw or firewalld backend recorded is theirs to remove
+        else:
+            nft.host.remove(STATE_FILE)
     return {"changed": changed, "diff": {"before": live_text or "", "after": ""}}
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import errno
 import glob
 import json
 import os
@@ -89,6 +90,11 @@ def probe(address, protocol, port):
                 return "filtered"
             except ConnectionRefusedError:
                 return "refused"
+            except OSError as exc:
+                # A firewall's ICMP "administratively prohibited" (firewalld's reject): no route, or not permitted.
+                if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EACCES, errno.EPERM):
+                    return "rejected"
+                raise
             return "open"
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.settimeout(PROBE_TIMEOUT)

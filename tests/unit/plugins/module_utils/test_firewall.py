@@ -704,6 +704,17 @@ def test_remove_in_check_mode_changes_nothing(tmp_path):
     assert tree(tmp_path) == before and fw.system.live_table() == fixture("reject-nft-1.0.6.txt")
 
 
+def test_remove_keeps_what_the_ufw_and_firewalld_backends_recorded(tmp_path):
+    fw = Firewall(tmp_path, table=fixture("reject-nft-1.0.6.txt"))
+    theirs = {"firewalld": {"added": {"public": [["port", "8181/tcp"]]}}, "ufw": {"enabled_ufw": False}}
+    fw.nft.save_state(dict(theirs, desired_sha256="x", live={}))
+    assert remove(fw.nft, check_mode=False)["changed"] is True
+    assert fw.nft.state() == theirs  # firewall state=absent removes them next, from their own record
+    # Nothing of nftables's left: only their record, which is no reason to report a change.
+    fw.system.with_nft(None)
+    assert remove(fw.nft, check_mode=True)["changed"] is False
+
+
 # --- the ports the table closes, and their live connections ------------------------------------------------------
 
 def listener(protocol, address, port):
