@@ -17,10 +17,15 @@ import shlex
 
 from ansible_collections.portcullis.hardening.plugins.module_utils import _firewalld as firewalld
 from ansible_collections.portcullis.hardening.plugins.module_utils import _ufw as ufw
-from ansible_collections.portcullis.hardening.plugins.module_utils._firewall import STATE_FILE, FirewallError, Nftables
-from ansible_collections.portcullis.hardening.plugins.module_utils._host import PortcullisError
+from ansible_collections.portcullis.hardening.plugins.module_utils._firewall import (
+    STATE_FILE,
+    FirewallError,
+    Nftables,
+    apply_armed,
+    armed_result,
+)
 from ansible_collections.portcullis.hardening.plugins.module_utils._systemd import is_active
-from ansible_collections.portcullis.hardening.plugins.module_utils._transaction import RolledBack, new_token
+from ansible_collections.portcullis.hardening.plugins.module_utils._transaction import new_token
 
 BACKENDS = ("nftables", "ufw", "firewalld")
 
@@ -217,13 +222,11 @@ def enforce(engine, backend, openings, params, result, warnings, kind):
         token = new_token()
         armed = engine.arm(kind, token, "%s rules" % backend.name, backup_paths(change), params["confirm_timeout"],
                            live_commands=change["undo"], boot_commands=[])
-        try:
+
+        def apply_change():
             backend.apply(change, step)
             save_record(backend.nft, backend.name, change["record"])
-        except (PortcullisError, OSError) as exc:
-            error = FirewallError("%s; %s" % (exc, engine.rollback_now(token, kind, "apply")))
-            error.details = RolledBack.details
-            raise error
-        result.update(confirmed=False, rollback={"token": token, "unit": armed.timer, "timeout":
-                                                 params["confirm_timeout"], "expires_at": armed.expires_at})
+
+        apply_armed(engine, token, kind, apply_change)
+        result.update(confirmed=False, rollback=armed_result(armed, params["confirm_timeout"]))
     return result

@@ -40,6 +40,7 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._systemd impo
 from ansible_collections.portcullis.hardening.plugins.module_utils._transaction import (
     RUN_DIR,
     STATE_DIR,
+    RolledBack,
 )
 
 KIND = "firewall"
@@ -290,3 +291,19 @@ def closing_published(published, rules):
         closing.append({"protocol": item["protocol"], "family": item["family"], "address": item["address"],
                         "port": item["port"], "to": describe(item), "container": container.get("name")})
     return closing
+
+
+def apply_armed(engine, token, kind, apply_change):
+    """Run `apply_change()` under the armed change `token`; when it fails, roll back now and raise a FirewallError
+    that says what the host is in."""
+    try:
+        apply_change()
+    except (PortcullisError, OSError) as exc:
+        error = FirewallError("%s; %s" % (exc, engine.rollback_now(token, kind, "apply")))
+        error.details = RolledBack.details
+        raise error
+
+
+def armed_result(change, timeout):
+    """The `rollback` of a result: what the action plugin confirms, and when the timer fires otherwise."""
+    return {"token": change.token, "unit": change.timer, "timeout": timeout, "expires_at": change.expires_at}

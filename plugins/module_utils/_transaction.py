@@ -284,6 +284,14 @@ class Engine:
         return ["%s had no rollback timer any more (it was stopped by hand?): it was rolled back first, as the timer "
                 "would have done; %s" % (change.describe(), done.outcome() if done else "its end is unknown")]
 
+    def preview(self, step):
+        """Check mode's warnings about the armed change: what refuse_if_pending would say, and that a real run would
+        refuse now (instead of raising)."""
+        try:
+            return self.refuse_if_pending(step, check_mode=True)
+        except ChangePending as exc:
+            return ["a real run would refuse now: %s" % exc]
+
     # --- arming ------------------------------------------------------------------------------------
 
     def ensure_boot_unit(self):

@@ -314,6 +314,8 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._firewall imp
     KIND,
     FirewallError,
     Nftables,
+    apply_armed,
+    armed_result,
     closing_ports,
     closing_published,
     closing_warnings,
@@ -336,7 +338,7 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._session impo
     management_session,
 )
 from ansible_collections.portcullis.hardening.plugins.module_utils._specs import FIREWALL_SPEC
-from ansible_collections.portcullis.hardening.plugins.module_utils._transaction import ChangePending, Engine, RolledBack, new_token
+from ansible_collections.portcullis.hardening.plugins.module_utils._transaction import Engine, new_token
 from ansible_collections.portcullis.hardening.plugins.module_utils._ufw import Ufw
 
 ARGUMENT_SPEC = FIREWALL_SPEC
@@ -411,16 +413,28 @@ def apply(engine, nft, params, desired, result, warnings):
         change = engine.arm(KIND, token, "firewall table", persisted_paths(nft, params["persist"]),
                             params["confirm_timeout"], live_commands=live, boot_commands=boot,
                             files=rollback_files(current["live_text"]))
-        try:
+
+        def apply_change():
             nft.load(apply_script(desired), "applying the new rules (nft applies all or nothing)")
             record_live(desired, nft)
-        except (PortcullisError, OSError) as exc:
-            error = FirewallError("%s; %s" % (exc, engine.rollback_now(token, KIND, "apply")))
-            error.details = RolledBack.details
-            raise error
-        result.update(confirmed=False, rollback={"token": token, "unit": change.timer, "timeout":
-                                                 params["confirm_timeout"], "expires_at": change.expires_at})
+
+        apply_armed(engine, token, KIND, apply_change)
+        result.update(confirmed=False, rollback=armed_result(change, params["confirm_timeout"]))
     return result
+
+
+def nothing_to_apply(module, engine, result, warnings):
+    """Whether the result is final without applying: check mode (saying whether a real run would refuse), or no
+    change - then still refused while a change is armed, as the live rules may be that change's, which its timer
+    would take back: say so, not "ok"."""
+    if module.check_mode:
+        warnings.extend(engine.preview("firewall"))
+        return True
+    if not result["changed"]:
+        with engine.locked("firewall"):
+            warnings.extend(engine.refuse_if_pending("firewall"))
+        return True
+    return False
 
 
 def remove_everywhere(module, host, engine, nft, requested, warnings):
@@ -487,15 +501,7 @@ def run_backend(module, host, engine, backend, why, rules, kept, publication, wa
               "management_ports": kept, "closing": closing, "persistence": {},
               "diff": {"before_header": backend.name, "after_header": backend.name, "before": change["before"],
                        "after": change["after"]}, "warnings": warnings}
-    if module.check_mode:
-        try:
-            warnings.extend(engine.refuse_if_pending("firewall", check_mode=True))
-        except ChangePending as exc:
-            warnings.append("a real run would refuse now: %s" % exc)
-        return result
-    if not change["changed"]:
-        with engine.locked("firewall"):
-            warnings.extend(engine.refuse_if_pending("firewall"))
+    if nothing_to_apply(module, engine, result, warnings):
         return result
     return enforce(engine, backend, input_openings(rules, kept), params, result, warnings, KIND)
 
@@ -542,16 +548,7 @@ def run(module):
               "diff": {"before": current["live_text"] or "", "after": desired}, "warnings": warnings}
     if params["close_published"]:
         result.update(published=publication.ports, closing_published=closing_published(publication.ports, rules))
-    if module.check_mode:
-        try:
-            warnings.extend(engine.refuse_if_pending("firewall", check_mode=True))
-        except ChangePending as exc:
-            warnings.append("a real run would refuse now: %s" % exc)
-        return result
-    if not result["changed"]:
-        # The live table may be an armed change's, which its timer would still take back: say so, not "ok".
-        with engine.locked("firewall"):
-            warnings.extend(engine.refuse_if_pending("firewall"))
+    if nothing_to_apply(module, engine, result, warnings):
         return result
     return apply(engine, nft, params, desired, result, warnings)
 

@@ -21,6 +21,9 @@ description:
     V(unexpected_published_port) a port published to a container by DNAT (C(docker run -p)) that no entry allows
     (V(high) on every address, V(medium) on one, V(info) on loopback); its remediation names the container and the
     C(-p) to change. A userland proxy's socket for a published port (C(docker-proxy)) counts as that port, once.
+    V(allowed_but_filtered) (V(medium)) an active filter of the input path (a nftables table, ufw, a firewalld
+    zone) drops new connections to an allowlisted port. V(firewall_inactive) (V(high), with
+    O(expect_default_deny)) no active filter denies by default, for IPv4 or for IPv6.
   - With O(probe) the action plugin then probes, from the controller, the host's TCP ports (allowlisted,
     listening on a network address, and O(probe_ports)) and UDP ports (allowlisted and listening on a network
     address), as O(probe_protocols) says, and adds V(reachable_not_allowed) (a port answers that the allowlist
@@ -171,8 +174,8 @@ findings:
     kind:
       description: >-
         V(unexpected_listener), V(wider_bind_than_allowed), V(unexpected_process), V(allowed_not_listening),
-        V(unexpected_published_port), V(reachable_not_allowed), V(listening_but_filtered) or
-        V(udp_open_or_filtered).
+        V(unexpected_published_port), V(allowed_but_filtered), V(firewall_inactive), V(reachable_not_allowed),
+        V(listening_but_filtered) or V(udp_open_or_filtered).
       type: str
     severity:
       description: V(high), V(medium), V(low) or V(info).

@@ -179,7 +179,6 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._stop_unliste
 )
 from ansible_collections.portcullis.hardening.plugins.module_utils._systemd import SYSTEMCTL
 from ansible_collections.portcullis.hardening.plugins.module_utils._transaction import (
-    ChangePending,
     Engine,
     RolledBack,
     new_token,
@@ -262,10 +261,7 @@ def run(module, proc_root="/proc"):
     for item in plan.kept:
         warnings.append("%s is not allowed, but %s" % (item["listener"], item["reason"]))
     if module.check_mode:
-        try:
-            warnings.extend(engine.refuse_if_pending("stop_unlisted", check_mode=True))
-        except ChangePending as exc:
-            warnings.append("a real run would refuse now: %s" % exc)
+        warnings.extend(engine.preview("stop_unlisted"))
         return result
     if not plan.groups:
         # The units may be stopped by an armed change, which its timer would still undo: say so, not "ok".
