@@ -150,9 +150,10 @@ class FirewalldBackend:
     def recorded(self):
         return self.nft.state().get("firewalld", {}).get("added", {})
 
-    def plan(self, openings, _policy, persist):
+    def plan(self, openings, policy, persist):
         state = self.firewalld.read()
         planned = firewalld.plan(state, openings, persist)
+        planned["warnings"] += firewalld.target_warnings(state, planned["zones"], policy)
         record = {"added": firewalld.record_added(self.recorded(), planned)}
         removed = ["zone %s: %s %s" % (zone, kind, value) for zone, items in sorted(planned["removed"].items())
                    for kind, value in items]

@@ -421,6 +421,21 @@ def managed_zones(state):
     return managed, warnings
 
 
+def target_warnings(state, zones, policy):
+    """The managed zones whose target answers otherwise than `policy` says: Portcullis leaves a zone's target as it
+    is (changing it needs a reload, which drops the runtime rules of other tools), so it says so."""
+    wanted = {"drop": ("DROP",), "reject": ("default", "%%REJECT%%")}[policy]
+    found = []
+    for name in zones:
+        target = target_of(state["zones"][name]["runtime"])
+        if target not in wanted:
+            found.append("policy: %s, but firewalld zone %s has target %s, which %s what nothing allows; Portcullis "
+                         "keeps a zone's target (firewall-cmd --permanent --zone=%s --set-target=%s, then --reload, "
+                         "changes it)" % (policy, name, target, "rejects" if target != "DROP" else "drops", name,
+                                          "DROP" if policy == "drop" else "default"))
+    return found
+
+
 def plan(state, openings, persist):
     """What makes every managed zone enforce the openings, in runtime (and, with `persist`, the permanent
     configuration): {"zones": [names], "commands": [argv], "undo": [runtime argv], "before": text, "after": text,

@@ -73,7 +73,12 @@ attributes:
     platforms: linux
 options:
   policy:
-    description: What happens to traffic nothing allows. V(reject) answers TCP with a reset and the rest with ICMP.
+    description:
+      - What happens to traffic nothing allows. V(reject) answers TCP with a reset and the rest with ICMP.
+      - ufw - its default incoming policy (C(ufw default deny|reject incoming)).
+      - firewalld - the zones keep their target (C(default) rejects with ICMP, C(DROP) drops); changing one takes a
+        C(--reload), which would drop other tools' runtime rules, so a warning names each managed zone whose target
+        answers otherwise than O(policy) says.
     type: str
     choices: [drop, reject]
     default: drop

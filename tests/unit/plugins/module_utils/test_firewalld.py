@@ -24,6 +24,7 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._firewalld im
     parse_service,
     plan,
     record_added,
+    target_warnings,
     removal_plan,
     rich_rule_text,
     zone_elements,
@@ -194,3 +195,10 @@ def test_move_opens_the_new_port_before_closing_the_old_one_and_its_service():
     assert moved == 2 and all("--permanent" not in argv for argv in undo)
     assert [text for _item, text in opening_elements(state(), 22)] == ["zone public: service ssh",
                                                                        "zone internal: service ssh"]
+
+
+def test_a_zone_target_that_answers_otherwise_than_the_policy_is_named():
+    assert target_warnings(state(), ["public", "internal"], "reject") == []
+    [public, internal] = target_warnings(state(), ["public", "internal"], "drop")
+    assert public.startswith("policy: drop, but firewalld zone public has target default, which rejects")
+    assert "--zone=internal --set-target=DROP" in internal
