@@ -91,7 +91,7 @@ def test_the_slices_merge_into_the_reports_the_role_writes_for_the_fleet(tmp_pat
     report = json.loads(read(str(tmp_path / "out" / FILES["json"])))
     assert list(report["hosts"]) == [APP, DB, FAILED, WEB] and "drift" not in report
     assert report["summary"] == {"hosts": 4, "compliant": 1, "noncompliant": 1, "unreachable": 2,
-                                 "findings": {"high": 7, "medium": 1, "low": 1, "info": 5}}
+                                 "findings": {"high": 8, "medium": 2, "low": 1, "info": 5}}
     assert "%s: 2 hosts, generated at %s by portcullis.hardening 0.1.0" % (
         os.path.realpath(str(tmp_path / "slices" / "41" / "portcullis-report.json")), EARLY) in output
     assert "4 hosts: 1 compliant, 1 not compliant, 2 not audited" in output
