@@ -112,8 +112,7 @@ class UfwBackend:
         return {"changed": bool(planned["commands"]), "commands": planned["commands"],
                 "before": state.listing(), "after": planned["after"].listing(),
                 "undo": self.ufw.undo_commands(state), "paths": list(ufw.UFW_FILES), "warnings": warnings,
-                "record": record, "removed": [rule.text() for rule in planned["deleted"]],
-                "kept_foreign": [rule.text() for rule in planned["kept"]]}
+                "record": record, "removed": [rule.text() for rule in planned["deleted"]]}
 
     def removal(self, session_port=None):
         state = self.ufw.read()
