@@ -170,6 +170,10 @@ class Opening:
     def families(self):
         return ("ipv4", "ipv6") if self.family == "any" else (self.family,)
 
+    def port_text(self, separator="-"):
+        """The port, or the range LOW<separator>HIGH (ufw writes 6000:6010, firewalld 6000-6010)."""
+        return str(self.low) if self.low == self.high else "%d%s%d" % (self.low, separator, self.high)
+
 
 def input_openings(rules, management_ports=(), management_comment="management port"):
     """The openings of an input chain for the allowlist `rules` and the kept management ports, in order.

@@ -128,12 +128,10 @@ class UfwBackend:
     def move(self, old_ports, port):
         state = self.ufw.read()
         transition, final, moved = ufw.move_plan(state, old_ports, port)
-        deleted = [" ".join(argv) for argv in final]
-        remaining = [text for old in old_ports for rule, text in ufw.opening_rules(state, old)
-                     if " ".join(rule.argv("delete")) not in deleted]
+        remaining = [rule.text() for old in old_ports for rule in ufw.opening_rules(state, old) if rule not in moved]
         return {"managed": True, "backend": self.name, "before": state.listing(), "transition": transition,
                 "final": final, "undo": self.ufw.undo_commands(state), "paths": list(ufw.UFW_FILES),
-                "moved": moved, "remaining": remaining}
+                "moved": len(moved), "remaining": remaining}
 
 
 class FirewalldBackend:
@@ -154,7 +152,7 @@ class FirewalldBackend:
         planned = firewalld.plan(state, openings, persist)
         planned["warnings"] += firewalld.target_warnings(state, planned["zones"], policy)
         record = {"added": firewalld.record_added(self.recorded(), planned)}
-        removed = ["zone %s: %s %s" % (zone, kind, value) for zone, items in sorted(planned["removed"].items())
+        removed = [firewalld.element_text(zone, kind, value) for zone, items in sorted(planned["removed"].items())
                    for kind, value in items]
         return {"changed": bool(planned["commands"]), "commands": planned["commands"], "before": planned["before"],
                 "after": planned["after"], "undo": planned["undo"], "paths": firewalld.zone_files(planned["zones"]),
@@ -175,15 +173,12 @@ class FirewalldBackend:
     def move(self, old_ports, port):
         state = self.firewalld.read()
         zones, _warnings = firewalld.managed_zones(state)
-        transition, final, undo, moved = firewalld.move_plan(state, old_ports, port)
-        before = "".join(firewalld.zone_text(name, "runtime", firewalld.target_of(state["zones"][name]["runtime"]),
-                                             firewalld.zone_elements(state["zones"][name]["runtime"]))
-                         for name in zones)
-        removed = set(word for argv in final for word in argv if word.startswith("--remove-"))
-        remaining = [text for old in old_ports for (zone, kind, value), text in firewalld.opening_elements(state, old)
-                     if "--remove-%s=%s" % (kind, value) not in removed]
-        return {"managed": True, "backend": self.name, "before": before, "transition": transition, "final": final,
-                "undo": undo, "paths": firewalld.zone_files(zones), "moved": moved, "remaining": remaining}
+        moving = firewalld.move_plan(state, old_ports, port)
+        remaining = [firewalld.element_text(*item) for old in old_ports
+                     for item in firewalld.opening_elements(state, old) if item not in moving["moved"]]
+        return {"managed": True, "backend": self.name, "before": moving["before"], "transition": moving["transition"],
+                "final": moving["final"], "undo": moving["undo"], "paths": firewalld.zone_files(zones),
+                "moved": len(moving["moved"]), "remaining": remaining}
 
 
 def backend_for(name, host):

@@ -93,8 +93,12 @@ def _port_range(text):
 
 
 def port_element(opening):
-    port = str(opening.low) if opening.low == opening.high else "%d-%d" % (opening.low, opening.high)
-    return "%s/%s" % (port, opening.protocol)
+    return "%s/%s" % (opening.port_text(), opening.protocol)
+
+
+def element_text(zone, kind, value):
+    """One element of a zone, in words: `zone public: service ssh`."""
+    return "zone %s: %s %s" % (zone, kind, value)
 
 
 class RichRule:
@@ -169,14 +173,9 @@ def rich_rule_text(opening):
     parts = ['rule family="%s"' % (opening.family if opening.source is None else "ipv%d" % opening.source.version)]
     if opening.source is not None:
         parts.append('source address="%s"' % opening.source)
-    port = str(opening.low) if opening.low == opening.high else "%d-%d" % (opening.low, opening.high)
-    parts.append('port port="%s" protocol="%s"' % (port, opening.protocol))
+    parts.append('port port="%s" protocol="%s"' % (opening.port_text(), opening.protocol))
     parts.append("accept")
     return " ".join(parts)
-
-
-def _families(family):
-    return ("ipv4", "ipv6") if family in (None, "any") else (family,)
 
 
 def _service_openings(name, services, depth):
@@ -224,6 +223,12 @@ def element_openings(kind, value, services):
                 for item in inner]
     low, high = _port_range(str(rule.element_args.get("port", "")) or "0")
     return [Opening(rule.element_args.get("protocol", ""), low, high, rule.family or "any", rule.source)]
+
+
+def element_opens(kind, value, services, port, protocol="tcp"):
+    """Whether one element of a zone lets in `port` (from some source, for some family at least)."""
+    return any(item.protocol == protocol and item.low <= port <= item.high
+               for item in element_openings(kind, value, services) or [])
 
 
 def element_covered(kind, value, services, openings):
@@ -322,15 +327,22 @@ def inverse(argvs):
     return undo
 
 
-def move_elements(elements, old_ports, port):
+def move_elements(elements, services, old_ports, port):
     """(adds for the transition, removes for the final step) that move what opens an old TCP port in one zone to
-    `port`: a port element, a service made of that port only (`ssh`), or a rich rule for the port."""
+    `port`: a port element, a service made of that port only (`ssh`: the new port as a port element), or a rich
+    rule for the port."""
     adds, removes = [], []
-    old = set("%d/tcp" % item for item in old_ports)
+    old = ["%d/tcp" % item for item in old_ports]
     for value in elements.get("port", []):
         if value in old:
             adds.append(("port", "%d/tcp" % port))
             removes.append(("port", value))
+    for value in elements.get("service", []):
+        ports = (services.get(value) or {}).get("ports")
+        if ports and all(item in old for item in ports):
+            if ("port", "%d/tcp" % port) not in adds:
+                adds.append(("port", "%d/tcp" % port))
+            removes.append(("service", value))
     for value in elements.get("rich-rule", []):
         rule = RichRule(value)
         if (rule.action == "accept" and rule.element == "port" and rule.element_args.get("protocol") == "tcp"
@@ -474,17 +486,16 @@ def removal_plan(state, recorded, session_port=None):
         zone = state["zones"].get(name)
         if zone is None:
             continue
-        keep = [(kind, value) for kind, value in items if session_port and kind == "port" and any(
-            item.protocol == "tcp" and item.low <= session_port <= item.high
-            for item in element_openings(kind, value, state["services"]) or [])]
-        result["kept"] += ["zone %s: %s %s" % (name, kind, value) for kind, value in keep]
+        keep = [(kind, value) for kind, value in items if session_port and kind == "port"
+                and element_opens(kind, value, state["services"], session_port)]
+        result["kept"] += [element_text(name, kind, value) for kind, value in keep]
         for where in ("runtime", "permanent"):
             elements = zone_elements(zone[where])
             removes = [(kind, value) for kind, value in items if value in elements.get(kind, [])
                        and (kind, value) not in keep]
             result["commands"] += commands(name, [], removes, where == "permanent")
             if where == "runtime":
-                result["removed"] += ["zone %s: %s %s" % (name, kind, value) for kind, value in removes]
+                result["removed"] += [element_text(name, kind, value) for kind, value in removes]
             target = target_of(zone[where])
             result["before"] += zone_text(name, where, target, elements)
             result["after"] += zone_text(name, where, target, apply_elements(elements, [], removes))
@@ -507,44 +518,35 @@ def record_added(previous, plan_result):
 
 
 def move_plan(state, old_ports, port):
-    """(transition commands, final commands, undo commands, number of elements moved) for every managed zone,
-    runtime and permanent alike."""
+    """What moves every opening of an old TCP port to `port` in the managed zones, runtime and permanent alike:
+    {"transition": [argv], "final": [argv], "undo": [runtime argv], "moved": [(zone, kind, value)] (runtime),
+    "before": the runtime zones in firewalld's words}."""
     zones, _warnings = managed_zones(state)
-    transition, final, runtime = [], [], []
-    moved = 0
+    result = {"transition": [], "final": [], "undo": [], "moved": [], "before": ""}
+    runtime = []
     for name in zones:
         for where in ("runtime", "permanent"):
-            adds, removes = move_elements(zone_elements(state["zones"][name][where]), old_ports, port)
-            # A service that is only the old port (`ssh` is 22/tcp) moves too: the new port as a port element.
-            for value in state["zones"][name][where].get("services", []):
-                info = state["services"].get(value) or {}
-                if info.get("ports") and all(item in ["%d/tcp" % old for old in old_ports]
-                                             for item in info.get("ports", [])):
-                    if ("port", "%d/tcp" % port) not in adds:
-                        adds.append(("port", "%d/tcp" % port))
-                    removes.append(("service", value))
+            elements = zone_elements(state["zones"][name][where])
+            adds, removes = move_elements(elements, state["services"], old_ports, port)
             permanent = where == "permanent"
             adds_argv = commands(name, adds, [], permanent)
             removes_argv = commands(name, [], removes, permanent)
-            transition += adds_argv
-            final += removes_argv
+            result["transition"] += adds_argv
+            result["final"] += removes_argv
             if not permanent:
                 runtime += adds_argv + removes_argv
-                moved += len(removes)
-    return transition, final, inverse(runtime), moved
+                result["moved"] += [(name, kind, value) for kind, value in removes]
+                result["before"] += zone_text(name, where, target_of(state["zones"][name][where]), elements)
+    result["undo"] = inverse(runtime)
+    return result
 
 
 def opening_elements(state, port, protocol="tcp"):
-    """The runtime elements of the managed zones that open `port`: [((zone, kind, value), text)]."""
+    """The runtime elements of the managed zones that open `port`: [(zone, kind, value)]."""
     zones, _warnings = managed_zones(state)
-    found = []
-    for name in zones:
-        for kind, _key in ELEMENTS:
-            for value in zone_elements(state["zones"][name]["runtime"]).get(kind, []):
-                inner = element_openings(kind, value, state["services"]) or []
-                if any(item.protocol == protocol and item.low <= port <= item.high for item in inner):
-                    found.append(((name, kind, value), "zone %s: %s %s" % (name, kind, value)))
-    return found
+    return [(name, kind, value) for name in zones for kind, _key in ELEMENTS
+            for value in zone_elements(state["zones"][name]["runtime"]).get(kind, [])
+            if element_opens(kind, value, state["services"], port, protocol)]
 
 
 def zone_files(zones):

@@ -28,7 +28,9 @@ UFW_CONF = "/etc/ufw/ufw.conf"
 UFW_FILES = (USER_RULES, USER6_RULES, UFW_DEFAULTS, UFW_CONF)
 MARK = "portcullis"
 ANY = {"ipv4": "0.0.0.0/0", "ipv6": "::/0"}
-POLICIES = {"drop": ("deny", "DROP"), "reject": ("reject", "REJECT")}
+# ufw's default-policy words, by the value /etc/default/ufw holds; and the value each `policy` of the module wants.
+VERBS = {"DROP": "deny", "REJECT": "reject", "ACCEPT": "allow"}
+POLICIES = {"drop": "DROP", "reject": "REJECT"}
 _TUPLE = re.compile(r"^### tuple ###\s*(.*)$")
 
 
@@ -198,7 +200,7 @@ def wanted_rules(openings):
     """The ufw rules (one per family) the openings make, each with a `portcullis` comment."""
     rules = []
     for opening in openings:
-        dport = str(opening.low) if opening.low == opening.high else "%d:%d" % (opening.low, opening.high)
+        dport = opening.port_text(":")
         for family in opening.families():
             if opening.source is not None and "ipv%d" % opening.source.version != family:
                 continue
@@ -210,12 +212,11 @@ def wanted_rules(openings):
 
 def rule_covered(rule, openings):
     """Whether the allowlist openings let in everything an incoming allow (or limit) rule of ufw lets in."""
-    ranges = rule.port_ranges()
     if rule.sapp or rule.sport != "any":
         return False  # an application profile or a source port: not a port the allowlist names
     # A rule to one address of the host (`to 192.0.2.10`) still opens that port of the host.
     return all(opening_covered(openings, rule.protocol, low, high, rule.family, rule.source_network())
-               for low, high in ranges)
+               for low, high in rule.port_ranges())
 
 
 class UfwState:
@@ -233,7 +234,7 @@ class UfwState:
 
     def listing(self):
         """The state in ufw's words: the default incoming policy and the incoming rules, as commands."""
-        policy = {"DROP": "deny", "REJECT": "reject", "ACCEPT": "allow"}.get(self.input_policy, self.input_policy)
+        policy = VERBS.get(self.input_policy, self.input_policy)
         lines = ["ufw %s" % ("enable" if self.active else "disable"), "ufw default %s incoming" % policy]
         lines += [rule.text() for rule in self.rules if rule.incoming]
         return "\n".join(lines) + "\n"
@@ -266,10 +267,10 @@ def plan(state, openings, policy):
             if not rule.ours:
                 kept.append(rule)
     commands = [rule.argv() for rule in added] + [rule.argv("delete") for rule in deleted]
-    verb, value = POLICIES[policy]
+    value = POLICIES[policy]
     defaults = dict(state.defaults)
     if state.input_policy != value:
-        commands.append([UFW, "default", verb, "incoming"])
+        commands.append([UFW, "default", VERBS[value], "incoming"])
         defaults["DEFAULT_INPUT_POLICY"] = value
     if not state.active:
         commands.append([UFW, "--force", "enable"])
@@ -283,18 +284,16 @@ def removal_plan(state, recorded, session_port=None):
     """state=absent: delete Portcullis's own rules, put back the default incoming policy it replaced, and disable
     ufw when Portcullis enabled it (`recorded`: what the state file says it did). A rule of Portcullis's that opens
     `session_port` (this connection's) stays while ufw stays active: "kept" names it."""
-    keeps_session = recorded.get("enabled_ufw") is not True or not state.active
-    kept = [rule for rule in state.rules if rule.ours and session_port and keeps_session and rule.incoming
-            and rule.opens and rule.protocol in ("tcp", "any") and rule.source_network() is None
-            and any(low <= session_port <= high for low, high in rule.port_ranges())]
+    kept = []
+    if session_port and (recorded.get("enabled_ufw") is not True or not state.active):
+        kept = [rule for rule in opening_rules(state, session_port) if rule.ours and rule.source_network() is None]
     deleted = [rule for rule in state.rules if rule.ours and rule not in kept]
     commands = [rule.argv("delete") for rule in deleted]
     defaults = dict(state.defaults)
     before = recorded.get("input_policy_before")
     if before and before != state.input_policy:
-        verb = {"DROP": "deny", "REJECT": "reject", "ACCEPT": "allow"}.get(before)
-        if verb:
-            commands.append([UFW, "default", verb, "incoming"])
+        if before in VERBS:
+            commands.append([UFW, "default", VERBS[before], "incoming"])
             defaults["DEFAULT_INPUT_POLICY"] = before
     active = state.active
     if recorded.get("enabled_ufw") and state.active:
@@ -305,9 +304,9 @@ def removal_plan(state, recorded, session_port=None):
 
 
 def move_plan(state, old_ports, port):
-    """(transition commands, final commands, number of rules moved) that move every incoming allow of an old TCP
-    port to `port`: the copies first (the old ones still open), then the old ones deleted."""
-    copies, deletes = [], []
+    """(transition commands, final commands, the rules moved) that move every incoming allow of an old TCP port to
+    `port`: the copies first (the old ones still open), then the old ones deleted."""
+    copies, moved = [], []
     present = set(rule.match_key() for rule in state.rules)
     for rule in state.rules:
         if not (rule.incoming and rule.opens and rule.protocol in ("tcp", "any") and not rule.dapp
@@ -318,14 +317,13 @@ def move_plan(state, old_ports, port):
                        comment=rule.comment, logtype=rule.logtype)  # whose it was, the copy is: state=absent knows
         if copy.match_key() not in present:
             copies.append(copy.argv())
-        deletes.append(rule.argv("delete"))
-    return copies, deletes, len(deletes)
+        moved.append(rule)
+    return copies, [rule.argv("delete") for rule in moved], moved
 
 
 def opening_rules(state, port, protocol="tcp"):
-    """The incoming allow rules that open `port`: [(rule, its text in ufw's words)]."""
-    return [(rule, rule.text()) for rule in state.rules
-            if rule.incoming and rule.opens and rule.protocol in (protocol, "any")
+    """The incoming allow rules that open `port`."""
+    return [rule for rule in state.rules if rule.incoming and rule.opens and rule.protocol in (protocol, "any")
             and any(low <= port <= high for low, high in rule.port_ranges())]
 
 

@@ -185,16 +185,18 @@ def test_record_and_removal_touch_only_what_portcullis_added():
 
 
 def test_move_opens_the_new_port_before_closing_the_old_one_and_its_service():
-    transition, final, undo, moved = move_plan(state(), [22], 2200)
+    moving = move_plan(state(), [22], 2200)
+    transition, final, undo = moving["transition"], moving["final"], moving["undo"]
     assert [" ".join(argv) for argv in transition] == [
         "firewall-cmd --zone=public --add-port=2200/tcp", "firewall-cmd --permanent --zone=public --add-port=2200/tcp",
         "firewall-cmd --zone=internal --add-port=2200/tcp", "firewall-cmd --permanent --zone=internal --add-port=2200/tcp"]
     assert [" ".join(argv) for argv in final] == [
         "firewall-cmd --zone=public --remove-service=ssh", "firewall-cmd --permanent --zone=public --remove-service=ssh",
         "firewall-cmd --zone=internal --remove-service=ssh", "firewall-cmd --permanent --zone=internal --remove-service=ssh"]
-    assert moved == 2 and all("--permanent" not in argv for argv in undo)
-    assert [text for _item, text in opening_elements(state(), 22)] == ["zone public: service ssh",
-                                                                       "zone internal: service ssh"]
+    assert moving["moved"] == [("public", "service", "ssh"), ("internal", "service", "ssh")]
+    assert all("--permanent" not in argv for argv in undo)
+    assert moving["before"].startswith("public (runtime)\n") and "internal (runtime)\n" in moving["before"]
+    assert opening_elements(state(), 22) == [("public", "service", "ssh"), ("internal", "service", "ssh")]
 
 
 def test_a_zone_target_that_answers_otherwise_than_the_policy_is_named():

@@ -194,8 +194,9 @@ def test_move_copies_every_allow_of_the_old_port_first_and_deletes_the_old_ones_
     assert [" ".join(argv) for argv in final] == [
         "ufw delete allow proto tcp from 0.0.0.0/0 to 0.0.0.0/0 port 22",
         "ufw delete allow proto tcp from ::/0 to ::/0 port 22"]
-    assert moved == 2
-    assert [text for _rule, text in opening_rules(state(), 22)] == [
+    assert [rule.text() for rule in moved] == [
+        "ufw allow proto tcp from 0.0.0.0/0 to 0.0.0.0/0 port 22", "ufw allow proto tcp from ::/0 to ::/0 port 22"]
+    assert [rule.text() for rule in opening_rules(state(), 22)] == [
         "ufw allow proto tcp from 0.0.0.0/0 to 0.0.0.0/0 port 22", "ufw allow from 0.0.0.0/0 to 0.0.0.0/0 app OpenSSH",
         "ufw allow from 192.0.2.7 to 0.0.0.0/0", "ufw allow proto tcp from ::/0 to ::/0 port 22",
         "ufw allow from ::/0 to ::/0 app OpenSSH"]
