@@ -126,12 +126,12 @@ def discover(proc_root="/proc", protocols=PROTOCOLS, families=FAMILIES, user_loo
     return Discovery(listeners, scan.scanned, scan.unreadable, missing_tables)
 
 
-def discover_with_published(host, include_published=True, **options):
-    """discover(**options), and the ports published to containers read through `host` (_published), with the
-    userland proxies' listeners linked to them (listener["published"])."""
+def discover_with_published(host, include_published=True, ruleset=None, **options):
+    """discover(**options), and the ports published to containers read through `host` (_published; from `ruleset`
+    when the caller read it already), with the userland proxies' listeners linked to them (listener["published"])."""
     found = discover(**options)
     if include_published:
-        publication = read_published(host, found.listeners)
+        publication = read_published(host, found.listeners, ruleset)
         found.published, found.published_notes = publication.ports, publication.notes
         found.container_networks = publication.container_networks
     else:

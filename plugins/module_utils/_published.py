@@ -568,19 +568,22 @@ def publish_flag(published):
 
 # --- reading the host ----------------------------------------------------------------------------------------
 
-def read_published(host, listeners=None):
-    """Publication of the host: reads `nft -j list ruleset`, iptables-nft-save for the tables iptables-nft wrote,
-    and Docker's container configs; never changes anything. Without nft (or without the privilege to read the
-    ruleset) the result is empty and a note says why."""
+def read_ruleset(host):
+    """`nft -j list ruleset` through `host`: (document, None), or (None, what went wrong)."""
     rc, out, err = host.run(NFT_RULESET)
-    problem = None
     if rc != 0:
-        problem = "nft -j list ruleset failed (rc=%d): %s" % (rc, (err or out).strip()[:200])
-    else:
-        try:
-            document = json.loads(out or "{}")
-        except ValueError as exc:
-            problem = "nft -j output is not JSON: %s" % exc
+        return None, "nft -j list ruleset failed (rc=%d): %s" % (rc, (err or out).strip()[:200])
+    try:
+        return json.loads(out or "{}"), None
+    except ValueError as exc:
+        return None, "nft -j output is not JSON: %s" % exc
+
+
+def read_published(host, listeners=None, ruleset=None):
+    """Publication of the host: reads `nft -j list ruleset` (unless `ruleset`, what read_ruleset() gave, is
+    passed), iptables-nft-save for the tables iptables-nft wrote, and Docker's container configs; never changes
+    anything. Without nft (or without the privilege to read the ruleset) the result is empty and a note says why."""
+    document, problem = ruleset if ruleset is not None else read_ruleset(host)
     if problem:
         if listeners is not None:
             link_proxies(listeners, [])

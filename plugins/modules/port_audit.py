@@ -251,8 +251,6 @@ probe:
       type: dict
 """
 
-import json
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.portcullis.hardening.plugins.module_utils._allowlist import parse_allowlist
@@ -265,21 +263,15 @@ from ansible_collections.portcullis.hardening.plugins.module_utils._audit import
 )
 from ansible_collections.portcullis.hardening.plugins.module_utils._host import Host, PortcullisError
 from ansible_collections.portcullis.hardening.plugins.module_utils._listeners import discover_with_published
-from ansible_collections.portcullis.hardening.plugins.module_utils._published import NFT_RULESET, link_proxies, read_published
+from ansible_collections.portcullis.hardening.plugins.module_utils._published import (
+    link_proxies,
+    read_published,
+    read_ruleset,
+)
 from ansible_collections.portcullis.hardening.plugins.module_utils._specs import PORT_AUDIT_SPEC
 from ansible_collections.portcullis.hardening.plugins.module_utils._ufw import Ufw
 
 ARGUMENT_SPEC = PORT_AUDIT_SPEC
-
-
-def read_ruleset(host, notes):
-    """`nft -j list ruleset` as a document ({} with a note when it cannot be read)."""
-    rc, out, err = host.run(NFT_RULESET)
-    try:
-        return json.loads(out) if rc == 0 and out.strip() else {}
-    except ValueError:
-        notes.append("the filters were not judged: nft -j list ruleset printed no JSON (rc=%d): %s" % (rc, err.strip()))
-        return {}
 
 
 def active_ufw(host):
@@ -293,19 +285,22 @@ def active_ufw(host):
 def run(params, host):
     rules = parse_allowlist(params["allowlist"])
     published, notes = [], []
+    ruleset = read_ruleset(host)  # once, for the published ports and the filters
     if params["listeners"] is None:
-        found = discover_with_published(host, params["include_published"])
+        found = discover_with_published(host, params["include_published"], ruleset)
         listeners, published, notes = found.listeners, found.published, found.published_notes
     else:
         listeners = normalise_listeners(params["listeners"])
         if params["include_published"]:
-            publication = read_published(host, listeners)
+            publication = read_published(host, listeners, ruleset)
             published, notes = publication.ports, publication.notes
         else:
             link_proxies(listeners, [])
+    document, problem = ruleset
+    if problem and not params["include_published"]:  # else the published ports' note says it already
+        notes.append("the filters were not judged: %s" % problem)
     findings = audit_listeners(listeners, rules, params["include_loopback"], published)
-    filtered, filter_notes = filter_findings(rules, read_ruleset(host, notes), active_ufw(host),
-                                             params["expect_default_deny"])
+    filtered, filter_notes = filter_findings(rules, document or {}, active_ufw(host), params["expect_default_deny"])
     findings = sort_findings(findings + filtered)
     notes = notes + filter_notes
     return {

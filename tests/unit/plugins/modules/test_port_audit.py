@@ -110,6 +110,19 @@ def test_run_returns_the_notes_of_what_it_could_not_read(tmp_path):
     assert [(item["kind"], item["port"]) for item in result["findings"]] == [("unexpected_listener", 8081)]
 
 
+def test_run_reads_the_ruleset_once_for_the_published_ports_and_the_filters(tmp_path):
+    host, system = capture_host(tmp_path)
+    audit(host, allowlist=[{"port": 22}])
+    assert system.calls.count(["nft", "-j", "list", "ruleset"]) == 1
+
+
+def test_run_without_published_says_when_the_filters_were_not_judged(tmp_path):
+    host, system = fake_host(tmp_path)
+    system.respond(NFT_RULESET, rc=1, err="Error: Operation not permitted\n")
+    _result, notes = audit(host, allowlist=[{"port": 22}], include_published=False)
+    assert notes == ["the filters were not judged: nft -j list ruleset failed (rc=1): Error: Operation not permitted"]
+
+
 def test_run_without_published_reads_the_ruleset_for_the_filters_only(tmp_path):
     host, system = capture_host(tmp_path)
     result, notes = audit(host, allowlist=[{"port": 22}], include_published=False)
