@@ -143,17 +143,19 @@ _FAMILY_NAMES = {"ipv4": "IPv4", "ipv6": "IPv6"}
 
 class Opening:
     """What the input chain of a firewall must let in for one entry (or a kept management port): a protocol, a
-    port range, a family ("ipv4", "ipv6" or "any") and one source network (None: from anywhere)."""
+    port range, a family ("ipv4", "ipv6" or "any") and one source network (None: from anywhere); `rule` is the
+    index of the entry it comes from (None for a management port, or another tool's rule)."""
 
-    __slots__ = ("protocol", "low", "high", "family", "source", "comment")
+    __slots__ = ("protocol", "low", "high", "family", "source", "comment", "rule")
 
-    def __init__(self, protocol, low, high, family="any", source=None, comment=""):
+    def __init__(self, protocol, low, high, family="any", source=None, comment="", rule=None):
         self.protocol = protocol
         self.low = low
         self.high = high
         self.family = family
         self.source = source
         self.comment = comment
+        self.rule = rule
 
     def key(self):
         return (self.protocol, self.low, self.high, self.family, str(self.source) if self.source else "")
@@ -187,12 +189,12 @@ def input_openings(rules, management_ports=(), management_comment="management po
             continue
         text = rule.comment or rule.describe()
         if not rule.sources:
-            openings.append(Opening(rule.protocol, rule.low, rule.high, rule.family, None, text))
+            openings.append(Opening(rule.protocol, rule.low, rule.high, rule.family, None, text, rule.index))
             continue
         for network in rule.sources:
             family = "ipv%d" % network.version
             if rule.covers_family(family):
-                openings.append(Opening(rule.protocol, rule.low, rule.high, family, network, text))
+                openings.append(Opening(rule.protocol, rule.low, rule.high, family, network, text, rule.index))
     for port in management_ports:
         openings.append(Opening("tcp", port, port, "any", None, management_comment))
     unique = []

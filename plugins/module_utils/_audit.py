@@ -235,16 +235,13 @@ def filter_findings(rules, document, ufw_state=None, expect_default_deny=False):
     (allowed_but_filtered), and, when the allowlist is meant to be enforced with default deny, a family for which
     no filter denies anything (firewall_inactive). `document`: `nft -j list ruleset`; `ufw_state`: an active ufw."""
     findings, notes = [], []
-    for packet in probe_packets(input_openings(rules)):
+    openings = input_openings(rules)
+    for packet, index in probe_packets(openings):
         verdicts, found_notes = _verdicts(document, ufw_state, packet)
         notes += [note for note in found_notes if note not in notes]
         for verdict in verdicts:
             if verdict["verdict"] != "drop":
                 continue
-            entries = [rule for rule in rules if rule.protocol == packet["protocol"] and rule.covers_port(packet["port"])
-                       and rule.covers_family(packet["family"]) and rule.bind == "any" and rule.on_host
-                       and not rule.sources]
-            index = entries[0].index if entries else None
             findings.append(finding(
                 "allowed_but_filtered", "medium", packet["protocol"], packet["family"], None, packet["port"], [],
                 "%d/%s is allowed (allowlist[%s]) but %s drops new %s connections to it: %s" % (
@@ -253,7 +250,6 @@ def filter_findings(rules, document, ufw_state=None, expect_default_deny=False):
                 "change what drops it (%s); an accept in one table never overrides a drop in another" % verdict["where"],
                 index))
     if expect_default_deny:
-        openings = input_openings(rules)
         for family in ("ipv4", "ipv6"):
             port = closed_port(openings, "tcp", family)
             if port is None:

@@ -227,15 +227,15 @@ def ufw_filter(state, packet):
 
 def probe_packets(openings):
     """The new connections that test the allowlist's openings to every address: one per family and port range
-    (its first port)."""
+    (its first port), each with the index of the entry it tests: [(packet, rule)]."""
     packets = []
     for opening in openings:
         if opening.source is not None:
             continue
         for family in opening.families():
             packet = {"protocol": opening.protocol, "port": opening.low, "family": family}
-            if packet not in packets:
-                packets.append(packet)
+            if packet not in [known for known, _rule in packets]:
+                packets.append((packet, opening.rule))
     return packets
 
 

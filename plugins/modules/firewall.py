@@ -487,7 +487,8 @@ def run_backend(module, host, engine, backend, why, rules, kept, publication, wa
         with engine.locked("confirm"):
             engine.commit(params["confirm"], KIND, "confirm")
         return {"changed": True, "confirmed": True, "backend": backend.name}
-    change = backend.plan(input_openings(rules, kept), params["policy"], params["persist"])
+    openings = input_openings(rules, kept)
+    change = backend.plan(openings, params["policy"], params["persist"])
     warnings.extend(change["warnings"])
     listeners = discover().listeners
     link_proxies(listeners, publication.ports if publication else [])
@@ -508,7 +509,7 @@ def run_backend(module, host, engine, backend, why, rules, kept, publication, wa
                        "after": change["after"]}, "warnings": warnings}
     if nothing_to_apply(module, engine, result, warnings):
         return result
-    return enforce(engine, backend, input_openings(rules, kept), params, result, warnings, KIND)
+    return enforce(engine, backend, openings, params, result, warnings, KIND)
 
 
 def run(module):

@@ -86,7 +86,8 @@ def test_ufw_by_its_rules_and_default_policy():
 def test_probe_packets_and_the_closed_port():
     openings = input_openings(parse_allowlist([{"port": 22}, {"port": 9100, "sources": ["10.0.0.0/8"]},
                                                {"port": "60000-65535", "family": "ipv6"}]), ())
-    assert probe_packets(openings) == [packet(22), packet(22, family="ipv6"), packet(60000, family="ipv6")]
+    assert probe_packets(openings) == [(packet(22), 0), (packet(22, family="ipv6"), 0),
+                                       (packet(60000, family="ipv6"), 2)]
     assert closed_port(openings, "tcp", "ipv4") == 65535 and closed_port(openings, "tcp", "ipv6") == 59999
 
 
