@@ -30,6 +30,7 @@ import tempfile
 import time
 
 import pytest
+import yaml
 
 PROBE_TIMEOUT = 3
 # The shared test lab's state dir (`make integration` sets it).
@@ -109,6 +110,36 @@ def probe(address, protocol, port):
             except ConnectionRefusedError:
                 return "refused"
     return "silent"
+
+
+def probe_all(targets):
+    """probe() every (address, protocol, port) of `targets` at once: {target: what it gave}."""
+    targets = list(targets)
+    if not targets:
+        return {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(targets)) as pool:
+        futures = {target: pool.submit(probe, *target) for target in targets}
+        return {target: future.result() for target, future in futures.items()}
+
+
+def molecule_lab_ipv6(testinfra_host, firewall="none"):
+    """A Molecule scenario's lab host (testinfra `host`): its IPv6 address as the lab's inventory records it, checked
+    against the host's own addresses, or None (an IPv4-only lab). The release groups hold the hosts' variables;
+    a flavour group (ufw, firewalld) only names them."""
+    hostvars = testinfra_host.ansible.get_variables()
+    inventory = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "lab", "inventory.yml")
+    with open(inventory, encoding="utf-8") as stream:
+        groups = yaml.safe_load(stream)["all"]["children"]["portcullis_lab"]["children"]
+    lab_hosts = {}
+    for group in groups.values():
+        lab_hosts.update({name: variables for name, variables in group["hosts"].items() if variables})
+    lab_host = lab_hosts[hostvars["inventory_hostname"]]
+    assert lab_host["ansible_host"] == hostvars["ansible_host"]
+    assert lab_host.get("portcullis_lab_firewall", "none") == firewall
+    address = lab_host.get("portcullis_lab_ipv6")
+    if address:
+        assert address in testinfra_host.check_output("ip -6 -o addr show scope global"), "not the host's address"
+    return address
 
 
 def ss_sockets(text):
@@ -307,10 +338,8 @@ class Host:
     def probe(self, expected):
         """Probe every (protocol, version, port) of `expected` from the controller; return what each gave."""
         keys = [key for key in expected if key[1] == 4 or self.ipv6]
-        with concurrent.futures.ThreadPoolExecutor(max_workers=len(keys)) as pool:
-            futures = {key: pool.submit(probe, self.ipv6 if key[1] == 6 else self.address, key[0], key[2])
-                       for key in keys}
-            return {key: future.result() for key, future in futures.items()}
+        reached = probe_all((self.ipv6 if key[1] == 6 else self.address, key[0], key[2]) for key in keys)
+        return {key: reached[(self.ipv6 if key[1] == 6 else self.address, key[0], key[2])] for key in keys}
 
     def expected(self, expected):
         """The entries of `expected` that apply to this host (IPv6 ones only when it has an IPv6 address)."""

@@ -13,17 +13,15 @@ host's own addresses), all probes of a host at once - the allowlist is reachable
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
 import os
 import sys
 
 import pytest
-import yaml
 
-# The lab harness the integration tests share: probe(), from the collection's tests/integration.
+# The lab harness the integration tests share: probe_all() and molecule_lab_ipv6(), from the collection's tests/integration.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "..", "tests", "integration"))
-from harness import probe  # noqa: E402  pylint: disable=wrong-import-position
+from harness import molecule_lab_ipv6, probe_all  # noqa: E402  pylint: disable=wrong-import-position
 
 RESULT_DIR = "/var/lib/portcullis-test"
 PERSIST_FILE = "/etc/nftables.d/portcullis.nft"
@@ -154,31 +152,13 @@ def test_unallowed_listeners_answer_on_the_host(host, protocol, port):
     assert host.check_output("python3 -c %s", program) == "portcullis-test %s/%d" % (protocol, port)
 
 
-def _ipv6_address(host):
-    """The host's IPv6 address on the lab network, as the lab recorded it, or None (IPv4-only lab)."""
-    hostvars = host.ansible.get_variables()
-    inventory = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "lab", "inventory.yml")
-    with open(inventory, encoding="utf-8") as stream:
-        releases = yaml.safe_load(stream)["all"]["children"]["portcullis_lab"]["children"]
-    lab_hosts = {}
-    for release in releases.values():
-        lab_hosts.update(release["hosts"])
-    lab_host = lab_hosts[hostvars["inventory_hostname"]]
-    assert lab_host["ansible_host"] == hostvars["ansible_host"]
-    address = lab_host.get("portcullis_lab_ipv6")
-    if address:
-        assert address in host.check_output("ip -6 -o addr show scope global"), "not the host's address"
-    return address
-
-
 @pytest.fixture(scope="module")
 def reached(host):
     """Every probe of REACH from the controller, all at once: (protocol, version, port) -> what it got."""
-    addresses = {4: host.ansible.get_variables()["ansible_host"], 6: _ipv6_address(host)}
-    probes = [(protocol, version, port) for protocol, version, port, _expected in REACH if addresses[version]]
-    with concurrent.futures.ThreadPoolExecutor(max_workers=len(probes)) as pool:
-        futures = {key: pool.submit(probe, addresses[key[1]], key[0], key[2]) for key in probes}
-        return {key: future.result() for key, future in futures.items()}
+    addresses = {4: host.ansible.get_variables()["ansible_host"], 6: molecule_lab_ipv6(host)}
+    keys = [(protocol, version, port) for protocol, version, port, _expected in REACH if addresses[version]]
+    reached = probe_all((addresses[version], protocol, port) for protocol, version, port in keys)
+    return dict((key, reached[(addresses[key[1]], key[0], key[2])]) for key in keys)
 
 
 @pytest.mark.parametrize("protocol, version, port, expected", REACH,

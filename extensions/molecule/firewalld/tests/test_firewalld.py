@@ -14,25 +14,19 @@ firewall ran) and 7070 are rejected (zone public's target), though their listene
 
 from __future__ import annotations
 
-import concurrent.futures
-import errno
 import json
 import os
 import sys
 
 import pytest
-import yaml
 
-# The lab harness the integration tests share: probe(), from the collection's tests/integration.
+# The lab harness the integration tests share: probe_all() and molecule_lab_ipv6(), from the collection's tests/integration.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "..", "tests", "integration"))
-from harness import probe  # noqa: E402  pylint: disable=wrong-import-position
+from harness import molecule_lab_ipv6, probe_all  # noqa: E402  pylint: disable=wrong-import-position
 
 RESULT_DIR = "/var/lib/portcullis-test"
 ZONE = "public"
 WHERE = {"runtime": [], "permanent": ["--permanent"]}
-# How the kernel reports firewalld's `reject with icmpx admin-prohibited` to connect(): IPv4's ICMP "communication
-# administratively prohibited" as EHOSTUNREACH, ICMPv6's "administratively prohibited" as EACCES.
-REJECTED = {errno.EHOSTUNREACH: "rejected", errno.EACCES: "rejected"}
 
 # (IP version, TCP port) -> what a new connection from the controller gets: open / refused / filtered / rejected.
 # Every port has a dual-stack listener (prepare.yml; 22 is sshd): what is not open is the firewall's doing.
@@ -110,42 +104,13 @@ def test_closed_listeners_answer_on_the_host(host, port):
     assert host.check_output("python3 -c %s", program) == "portcullis-test tcp/%d" % port
 
 
-def _ipv6_address(host):
-    """The host's IPv6 address on the lab network, as the lab recorded it, or None (IPv4-only lab)."""
-    hostvars = host.ansible.get_variables()
-    inventory = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "lab", "inventory.yml")
-    with open(inventory, encoding="utf-8") as stream:
-        groups = yaml.safe_load(stream)["all"]["children"]["portcullis_lab"]["children"]
-    lab_hosts = {}
-    for group in groups.values():  # the release groups hold the variables; the flavour group only names hosts
-        lab_hosts.update({name: variables for name, variables in group["hosts"].items() if variables})
-    lab_host = lab_hosts[hostvars["inventory_hostname"]]
-    assert lab_host["ansible_host"] == hostvars["ansible_host"]
-    assert lab_host["portcullis_lab_firewall"] == "firewalld"
-    address = lab_host.get("portcullis_lab_ipv6")
-    if address:
-        assert address in host.check_output("ip -6 -o addr show scope global"), "not the host's address"
-    return address
-
-
-def _probe(address, port):
-    """harness.probe over TCP, where firewalld's ICMP reject is "rejected" (it makes connect() raise)."""
-    try:
-        return probe(address, "tcp", port)
-    except OSError as exc:
-        if exc.errno in REJECTED:
-            return REJECTED[exc.errno]
-        return "error (%s)" % errno.errorcode.get(exc.errno, exc.errno)
-
-
 @pytest.fixture(scope="module")
 def reached(host):
     """Every probe of REACH from the controller, all at once: (version, port) -> what it got."""
-    addresses = {4: host.ansible.get_variables()["ansible_host"], 6: _ipv6_address(host)}
-    probes = [(version, port) for version, port, _expected in REACH if addresses[version]]
-    with concurrent.futures.ThreadPoolExecutor(max_workers=len(probes)) as pool:
-        futures = {key: pool.submit(_probe, addresses[key[0]], key[1]) for key in probes}
-        return {key: future.result() for key, future in futures.items()}
+    addresses = {4: host.ansible.get_variables()["ansible_host"], 6: molecule_lab_ipv6(host, "firewalld")}
+    reached = probe_all((addresses[version], "tcp", port) for version, port, _expected in REACH if addresses[version])
+    return dict(((version, port), reached[(addresses[version], "tcp", port)])
+                for version, port, _expected in REACH if addresses[version])
 
 
 @pytest.mark.parametrize("version, port, expected", REACH, ids=["ipv%d-%d-%s" % item for item in REACH])

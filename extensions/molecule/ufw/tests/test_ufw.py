@@ -14,17 +14,15 @@ the controller: raw sockets, each a new connection, to the host's IPv4 address (
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
 import os
 import sys
 
 import pytest
-import yaml
 
-# The lab harness the integration tests share: probe(), from the collection's tests/integration.
+# The lab harness the integration tests share: probe_all() and molecule_lab_ipv6(), from the collection's tests/integration.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "..", "tests", "integration"))
-from harness import probe  # noqa: E402  pylint: disable=wrong-import-position
+from harness import molecule_lab_ipv6, probe_all  # noqa: E402  pylint: disable=wrong-import-position
 
 RESULT_DIR = "/var/lib/portcullis-test"
 RULE_FILES = {"ipv4": "/etc/ufw/user.rules", "ipv6": "/etc/ufw/user6.rules"}
@@ -122,32 +120,13 @@ def test_filtered_listeners_answer_on_the_host(host, port):
     assert host.check_output("python3 -c %s", program) == "portcullis-test tcp/%d" % port
 
 
-def _ipv6_address(host):
-    """The host's IPv6 address on the lab network, as the lab recorded it, or None (IPv4-only lab)."""
-    hostvars = host.ansible.get_variables()
-    inventory = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "lab", "inventory.yml")
-    with open(inventory, encoding="utf-8") as stream:
-        groups = yaml.safe_load(stream)["all"]["children"]["portcullis_lab"]["children"]
-    lab_hosts = {}
-    for group in groups.values():  # the release groups hold the variables; the flavour group (ufw) only names hosts
-        lab_hosts.update({name: variables for name, variables in group["hosts"].items() if variables})
-    lab_host = lab_hosts[hostvars["inventory_hostname"]]
-    assert lab_host["ansible_host"] == hostvars["ansible_host"]
-    assert lab_host["portcullis_lab_firewall"] == "ufw"
-    address = lab_host.get("portcullis_lab_ipv6")
-    if address:
-        assert address in host.check_output("ip -6 -o addr show scope global"), "not the host's address"
-    return address
-
-
 @pytest.fixture(scope="module")
 def reached(host):
     """Every probe of REACH from the controller, all at once: (version, port) -> what it got."""
-    addresses = {4: host.ansible.get_variables()["ansible_host"], 6: _ipv6_address(host)}
-    probes = [(version, port) for version, port, _expected in REACH if addresses[version]]
-    with concurrent.futures.ThreadPoolExecutor(max_workers=len(probes)) as pool:
-        futures = {key: pool.submit(probe, addresses[key[0]], "tcp", key[1]) for key in probes}
-        return {key: future.result() for key, future in futures.items()}
+    addresses = {4: host.ansible.get_variables()["ansible_host"], 6: molecule_lab_ipv6(host, "ufw")}
+    reached = probe_all((addresses[version], "tcp", port) for version, port, _expected in REACH if addresses[version])
+    return dict(((version, port), reached[(addresses[version], "tcp", port)])
+                for version, port, _expected in REACH if addresses[version])
 
 
 @pytest.mark.parametrize("version, port, expected", REACH, ids=["ipv%d-%d-%s" % item for item in REACH])
